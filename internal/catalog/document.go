@@ -11,7 +11,7 @@ import (
 // Document is the catalog as users write it (YAML or JSON, camelCase keys). It is the form
 // stored and served back by the API; Build turns it into an immutable Catalog.
 type Document struct {
-	Currency string    `yaml:"currency" json:"currency"`
+	Currency string     `yaml:"currency" json:"currency"`
 	Meters   []MeterDoc `yaml:"meters,omitempty" json:"meters,omitempty"`
 	Costs    []CostDoc  `yaml:"costs,omitempty" json:"costs,omitempty"`
 	Plans    []PlanDoc  `yaml:"plans,omitempty" json:"plans,omitempty"`

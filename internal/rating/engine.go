@@ -21,7 +21,7 @@ type Rater struct {
 	pctProperty    []*catalog.Charge // percentage-of-property charges
 	pctCharges     []*catalog.Charge // percentage-of-charges charges, in dependency order
 	// dependents lists, per charge index, the percentage charges computed from it.
-	dependents [][]*catalog.Charge
+	dependents  [][]*catalog.Charge
 	countMeters []*catalog.Meter
 	derived     []*catalog.Meter
 

@@ -121,7 +121,7 @@ type stringWriter interface {
 type byteWriter []byte
 
 func (b *byteWriter) WriteString(s string) (int, error) { *b = append(*b, s...); return len(s), nil }
-func (b *byteWriter) WriteByte(c byte) error             { *b = append(*b, c); return nil }
+func (b *byteWriter) WriteByte(c byte) error            { *b = append(*b, c); return nil }
 
 func (e *Event) writeContent(w stringWriter) {
 	str := func(s string) {
