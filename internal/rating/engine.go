@@ -12,6 +12,10 @@ import (
 
 // Rater rates events against one plan of a catalog. It is safe for concurrent use; the
 // per-period figures live in a State, which is not.
+//
+// Routing an event (which meters it feeds, which charges and price-table groups those reach,
+// which cost book entries apply) depends only on its event type and the properties the catalog
+// reads, so it is computed once per such signature and cached.
 type Rater struct {
 	cat  *catalog.Catalog
 	plan *catalog.Plan
@@ -19,16 +23,21 @@ type Rater struct {
 	// chargesByMeter lists, per meter index, the plan's usage charges on it.
 	chargesByMeter [][]*catalog.Charge
 	pctProperty    []*catalog.Charge // percentage-of-property charges
-	pctCharges     []*catalog.Charge // percentage-of-charges charges, in dependency order
 	// dependents lists, per charge index, the percentage charges computed from it.
 	dependents  [][]*catalog.Charge
 	countMeters []*catalog.Meter
 	derived     []*catalog.Meter
+	// props lists the properties routing reads (filters, price tables, cost filters).
+	props []string
 
 	mu      sync.RWMutex
 	slotIDs map[slotKey]int
 	slots   []slotInfo
+	routes  map[string]*route
 }
+
+// maxRoutes bounds the route cache; past it, routes are computed per event.
+const maxRoutes = 1 << 16
 
 type slotKey struct {
 	charge int
@@ -41,6 +50,29 @@ type slotInfo struct {
 	pricing *catalog.Pricing
 }
 
+// route is the precomputed fan-out of events with one signature.
+type route struct {
+	byMetric map[string][]meterRoute
+	count    []meterRoute // count meters fed by every event of the type
+	derived  []meterRoute // derived meters, evaluated per event
+	pct      []chargeRoute
+	// unmetered marks measurement keys that feed no meter (derived meters included).
+	metered map[string]bool
+}
+
+type meterRoute struct {
+	meter   *catalog.Meter
+	cost    int // cost book entry index, -1 for none
+	charges []chargeRoute
+}
+
+type chargeRoute struct {
+	charge  *catalog.Charge
+	group   string
+	pricing *catalog.Pricing
+	slot    int
+}
+
 // NewRater prepares a rater for a plan of the catalog.
 func NewRater(cat *catalog.Catalog, plan *catalog.Plan) *Rater {
 	r := &Rater{
@@ -49,6 +81,7 @@ func NewRater(cat *catalog.Catalog, plan *catalog.Plan) *Rater {
 		chargesByMeter: make([][]*catalog.Charge, len(cat.Meters)),
 		dependents:     make([][]*catalog.Charge, len(plan.Charges)),
 		slotIDs:        map[slotKey]int{},
+		routes:         map[string]*route{},
 	}
 	for _, m := range cat.Meters {
 		switch {
@@ -58,6 +91,19 @@ func NewRater(cat *catalog.Catalog, plan *catalog.Plan) *Rater {
 			r.countMeters = append(r.countMeters, m)
 		}
 	}
+	props := map[string]bool{}
+	for _, p := range plan.Properties {
+		props[p] = true
+	}
+	for _, c := range cat.Costs {
+		for _, cond := range c.Filter {
+			props[cond.Property] = true
+		}
+	}
+	for p := range props {
+		r.props = append(r.props, p)
+	}
+	sort.Strings(r.props)
 	for _, ci := range plan.Order {
 		c := plan.Charges[ci]
 		switch {
@@ -66,7 +112,6 @@ func NewRater(cat *catalog.Catalog, plan *catalog.Plan) *Rater {
 		case c.OfProperty != "":
 			r.pctProperty = append(r.pctProperty, c)
 		case len(c.OfCharges) > 0:
-			r.pctCharges = append(r.pctCharges, c)
 			for _, j := range c.OfCharges {
 				r.dependents[j] = append(r.dependents[j], c)
 			}
@@ -107,18 +152,105 @@ func (r *Rater) info(id int) slotInfo {
 	return r.slots[id]
 }
 
+// routeFor returns the cached route of the event's signature, building it on first use.
+func (r *Rater) routeFor(ev *usage.Event) *route {
+	var kb [256]byte
+	key := append(kb[:0], ev.EventType...)
+	for _, p := range r.props {
+		key = append(key, 0)
+		if v, ok := ev.Get(p); ok {
+			key = append(key, 1)
+			key = append(key, v...)
+		}
+	}
+	r.mu.RLock()
+	rt := r.routes[string(key)]
+	r.mu.RUnlock()
+	if rt != nil {
+		return rt
+	}
+	rt = r.buildRoute(ev)
+	r.mu.Lock()
+	if len(r.routes) < maxRoutes {
+		r.routes[string(key)] = rt
+	}
+	r.mu.Unlock()
+	return rt
+}
+
+func (r *Rater) buildRoute(ev *usage.Event) *route {
+	rt := &route{byMetric: map[string][]meterRoute{}, metered: map[string]bool{}}
+	mr := func(m *catalog.Meter) meterRoute {
+		out := meterRoute{meter: m, cost: -1}
+		for _, c := range r.cat.CostsFor(m.Key) {
+			if c.Filter.Match(ev) {
+				out.cost = c.Index
+				break
+			}
+		}
+		for _, c := range r.chargesByMeter[m.Index] {
+			if !c.Filter.Match(ev) {
+				continue
+			}
+			group := ""
+			if c.PriceBy != "" {
+				group, _ = ev.Get(c.PriceBy)
+			}
+			p := c.PricingFor(group)
+			if p == nil {
+				continue
+			}
+			out.charges = append(out.charges, chargeRoute{charge: c, group: group, pricing: p, slot: r.slot(c, group, p)})
+		}
+		return out
+	}
+	for _, m := range r.cat.Meters {
+		if m.EventType != "" && m.EventType != ev.EventType {
+			continue
+		}
+		switch {
+		case m.Expr != nil:
+			rt.derived = append(rt.derived, mr(m))
+			for _, k := range m.Expr.Metrics {
+				rt.metered[k] = true
+			}
+		case m.MetricKey == "":
+			rt.count = append(rt.count, mr(m))
+		default:
+			rt.byMetric[m.MetricKey] = append(rt.byMetric[m.MetricKey], mr(m))
+			rt.metered[m.MetricKey] = true
+		}
+	}
+	for _, c := range r.pctProperty {
+		if c.EventType != "" && c.EventType != ev.EventType {
+			continue
+		}
+		if !c.Filter.Match(ev) {
+			continue
+		}
+		group := ""
+		if c.PriceBy != "" {
+			group, _ = ev.Get(c.PriceBy)
+		}
+		p := c.PricingFor(group)
+		if p == nil {
+			continue
+		}
+		rt.pct = append(rt.pct, chargeRoute{charge: c, group: group, pricing: p, slot: r.slot(c, group, p)})
+	}
+	return rt
+}
+
 // State holds one period's running figures for one customer on one plan.
 type State struct {
-	Events int64
-	slots  []*slot    // by rater slot id; nil where unused
-	charge []chargeSt // by charge index
-	// meterCost holds, per cost book entry, the quantity it prices.
-	costQty map[int]money.Qty
-	pctOf   map[int]money.Decimal // percentage-of-charges base per charge index
+	Events  int64
+	slots   []*slot     // by rater slot id; nil where unused
+	charge  []chargeSt  // by charge index
+	costQty []money.Qty // by cost book entry: the quantity it prices
 }
 
 type chargeSt struct {
-	raw     money.Decimal // sum of the charge's raw amounts (all groups)
+	raw     money.Decimal // sum of the charge's raw incremental amounts (all groups)
 	reached bool
 }
 
@@ -126,14 +258,19 @@ type slot struct {
 	qty      money.Qty
 	latestAt time.Time
 	uniq     map[string]struct{}
-	amount   money.Decimal // raw cumulative amount charged so far (percentage of property: sum)
+	amount   money.Decimal // raw cumulative amount so far (percentage of a property: the sum)
 	started  bool
-	costQty  map[int]money.Qty
+	costs    []costQty
+}
+
+type costQty struct {
+	entry int
+	qty   money.Qty
 }
 
 // NewState returns an empty period state for the rater's plan.
 func (r *Rater) NewState() *State {
-	return &State{charge: make([]chargeSt, len(r.plan.Charges)), costQty: map[int]money.Qty{}}
+	return &State{charge: make([]chargeSt, len(r.plan.Charges)), costQty: make([]money.Qty, len(r.cat.Costs))}
 }
 
 // Line is one rated (event, charge) pair: what the event added to a charge.
@@ -160,6 +297,7 @@ const (
 
 // Result is what rating one event produced.
 type Result struct {
+	// Lines has one line per (charge, group, type) the event reached, in plan order.
 	Lines []Line
 	// Cost is the provider cost of the event's measured quantities (each meter counted once).
 	Cost money.Decimal
@@ -178,20 +316,12 @@ func (res *Result) Amount() money.Decimal {
 	return a
 }
 
-// contribution is one (slot, value) an event feeds.
-type contribution struct {
-	charge *catalog.Charge
-	group  string
-	value  money.Qty
-	text   string // uniqueCount: the property value
-	pertx  money.Decimal
-	costs  map[int]money.Qty
-}
-
 // Rate applies one event to the state and returns its rated lines with incremental amounts.
 // The state must belong to the event's period.
 func (r *Rater) Rate(st *State, ev *usage.Event) (Result, error) {
-	return r.apply(st, ev, true)
+	res, err := r.apply(st, ev, true)
+	res.Lines = mergeLines(res.Lines)
+	return res, err
 }
 
 // Accumulate applies one event to the state without computing incremental amounts; Price then
@@ -203,85 +333,40 @@ func (r *Rater) Accumulate(st *State, ev *usage.Event) (Result, error) {
 func (r *Rater) apply(st *State, ev *usage.Event, incremental bool) (Result, error) {
 	var res Result
 	st.Events++
+	rt := r.routeFor(ev)
 	reached := false
-	feed := func(m *catalog.Meter, v money.Qty, text string) {
-		cost := r.costEntry(m, ev)
-		if cost >= 0 {
-			st.costQty[cost] = st.costQty[cost].Add(v)
-			if incremental {
-				res.Cost = res.Cost.Add(costOf(r.cat.Costs[cost], v))
-			}
-		}
-		for _, c := range r.chargesByMeter[m.Index] {
-			if !c.Filter.Match(ev) {
-				continue
-			}
-			group := ""
-			if c.PriceBy != "" {
-				group, _ = ev.Get(c.PriceBy)
-			}
-			p := c.PricingFor(group)
-			if p == nil {
-				continue
-			}
-			reached = true
-			line := r.feedSlot(st, c, group, p, m, v, text, ev, incremental)
-			if cost >= 0 {
-				sl := st.slots[r.slot(c, group, p)]
-				if sl.costQty == nil {
-					sl.costQty = map[int]money.Qty{}
-				}
-				sl.costQty[cost] = sl.costQty[cost].Add(v)
-				if incremental {
-					line.Cost = costOf(r.cat.Costs[cost], v)
-				}
-			}
-			if incremental {
-				res.Lines = append(res.Lines, line)
-				res.Lines = r.propagate(st, c, line.Amount, res.Lines)
-			}
-		}
-	}
 	for i := range ev.Measurements {
 		ms := &ev.Measurements[i]
-		meters := r.cat.MetersFedBy(ms.MetricKey)
-		used := false
-		for _, m := range meters {
-			if m.Expr != nil {
-				used = true
-				continue // derived meters are evaluated once below
-			}
-			if m.EventType != "" && m.EventType != ev.EventType {
-				continue
-			}
-			used = true
-			switch m.Aggregation {
-			case catalog.Count:
-				feed(m, money.QtyInt(1), "")
-			case catalog.UniqueCount:
-				if pv, ok := ev.Get(m.Property); ok {
-					feed(m, money.QtyInt(1), pv)
-				}
-			default:
-				feed(m, ms.Value, "")
-			}
-		}
-		if !used {
+		mrs, ok := rt.byMetric[ms.MetricKey]
+		if !ok && !rt.metered[ms.MetricKey] {
 			res.Unmetered = append(res.Unmetered, ms.MetricKey)
-		}
-	}
-	for _, m := range r.countMeters {
-		if m.EventType == "" || m.EventType == ev.EventType {
-			feed(m, money.QtyInt(1), "")
-		}
-	}
-	for _, m := range r.derived {
-		if m.EventType != "" && m.EventType != ev.EventType {
 			continue
 		}
+		for k := range mrs {
+			mr := &mrs[k]
+			v, text := ms.Value, ""
+			switch mr.meter.Aggregation {
+			case catalog.Count:
+				v = money.QtyInt(1)
+			case catalog.UniqueCount:
+				pv, ok := ev.Get(mr.meter.Property)
+				if !ok {
+					continue
+				}
+				v, text = money.QtyInt(1), pv
+			}
+			reached = r.feedMeter(st, &res, mr, v, text, ev, incremental) || reached
+		}
+	}
+	for k := range rt.count {
+		reached = r.feedMeter(st, &res, &rt.count[k], money.QtyInt(1), "", ev, incremental) || reached
+	}
+	for k := range rt.derived {
+		mr := &rt.derived[k]
+		m := mr.meter
 		has := false
-		for _, k := range m.Expr.Metrics {
-			if _, ok := ev.Value(k); ok {
+		for _, key := range m.Expr.Metrics {
+			if _, ok := ev.Value(key); ok {
 				has = true
 				break
 			}
@@ -289,8 +374,8 @@ func (r *Rater) apply(st *State, ev *usage.Event, incremental bool) (Result, err
 		if !has {
 			continue
 		}
-		v, err := m.Expr.Eval(func(k string) (money.Decimal, bool) {
-			q, ok := ev.Value(k)
+		v, err := m.Expr.Eval(func(key string) (money.Decimal, bool) {
+			q, ok := ev.Value(key)
 			return q.Decimal(), ok
 		}, ev.PropertyMap())
 		if err != nil {
@@ -303,47 +388,60 @@ func (r *Rater) apply(st *State, ev *usage.Event, incremental bool) (Result, err
 		if m.Aggregation == catalog.UniqueCount {
 			text, _ = ev.Get(m.Property)
 		}
-		feed(m, money.QtyOf(v), text)
+		reached = r.feedMeter(st, &res, mr, money.QtyOf(v), text, ev, incremental) || reached
 	}
-	for _, c := range r.pctProperty {
-		if c.EventType != "" && c.EventType != ev.EventType {
-			continue
-		}
-		pv, ok := ev.Get(c.OfProperty)
-		if !ok || !c.Filter.Match(ev) {
-			continue
-		}
+	for k := range rt.pct {
+		cr := &rt.pct[k]
+		pv, _ := ev.Get(cr.charge.OfProperty)
 		val, err := money.Parse(pv)
 		if err != nil || val.IsNegative() {
 			continue // not a number: the property is not a transaction amount
 		}
-		group := ""
-		if c.PriceBy != "" {
-			group, _ = ev.Get(c.PriceBy)
-		}
-		p := c.PricingFor(group)
-		if p == nil {
-			continue
-		}
 		reached = true
-		line := r.feedSlot(st, c, group, p, nil, money.QtyOf(val), "", ev, incremental)
+		line := r.feedSlot(st, cr, nil, money.QtyOf(val), "", ev, incremental)
 		if incremental {
 			res.Lines = append(res.Lines, line)
-			res.Lines = r.propagate(st, c, line.Amount, res.Lines)
+			res.Lines = r.propagate(st, cr.charge, line.Amount, res.Lines)
 		}
 	}
 	res.Unpriced = !reached
 	return res, nil
 }
 
-// costEntry returns the index of the first cost book entry of the meter matching the event, or -1.
-func (r *Rater) costEntry(m *catalog.Meter, ev *usage.Event) int {
-	for _, c := range r.cat.CostsFor(m.Key) {
-		if c.Filter.Match(ev) {
-			return c.Index
+// feedMeter records one meter value of an event: its cost, and each charge it reaches.
+func (r *Rater) feedMeter(st *State, res *Result, mr *meterRoute, v money.Qty, text string, ev *usage.Event, incremental bool) bool {
+	if mr.cost >= 0 {
+		st.costQty[mr.cost] = st.costQty[mr.cost].Add(v)
+		if incremental {
+			res.Cost = res.Cost.Add(costOf(r.cat.Costs[mr.cost], v))
 		}
 	}
-	return -1
+	for k := range mr.charges {
+		cr := &mr.charges[k]
+		line := r.feedSlot(st, cr, mr.meter, v, text, ev, incremental)
+		if mr.cost >= 0 {
+			sl := st.slots[cr.slot]
+			found := false
+			for j := range sl.costs {
+				if sl.costs[j].entry == mr.cost {
+					sl.costs[j].qty = sl.costs[j].qty.Add(v)
+					found = true
+					break
+				}
+			}
+			if !found {
+				sl.costs = append(sl.costs, costQty{entry: mr.cost, qty: v})
+			}
+			if incremental {
+				line.Cost = costOf(r.cat.Costs[mr.cost], v)
+			}
+		}
+		if incremental {
+			res.Lines = append(res.Lines, line)
+			res.Lines = r.propagate(st, cr.charge, line.Amount, res.Lines)
+		}
+	}
+	return len(mr.charges) > 0
 }
 
 func costOf(c *catalog.Cost, q money.Qty) money.Decimal {
@@ -352,22 +450,21 @@ func costOf(c *catalog.Cost, q money.Qty) money.Decimal {
 
 // feedSlot adds one event's value to a (charge, group) slot and returns its rated line. The
 // line's Amount is only computed when incremental is set.
-func (r *Rater) feedSlot(st *State, c *catalog.Charge, group string, p *catalog.Pricing, m *catalog.Meter,
-	v money.Qty, text string, ev *usage.Event, incremental bool) Line {
-	id := r.slot(c, group, p)
-	for len(st.slots) <= id {
+func (r *Rater) feedSlot(st *State, cr *chargeRoute, m *catalog.Meter, v money.Qty, text string, ev *usage.Event, incremental bool) Line {
+	c, p := cr.charge, cr.pricing
+	for len(st.slots) <= cr.slot {
 		st.slots = append(st.slots, nil)
 	}
-	sl := st.slots[id]
+	sl := st.slots[cr.slot]
 	if sl == nil {
 		sl = &slot{}
-		st.slots[id] = sl
+		st.slots[cr.slot] = sl
 	}
 	before := sl.qty
 	beforeAmt := sl.amount
 	contributed := v
 	switch {
-	case c.OfProperty != "":
+	case m == nil: // percentage of a property
 		sl.qty = sl.qty.Add(v)
 		sl.amount = sl.amount.Add(perTransaction(p, v.Decimal()))
 	case m.Aggregation == catalog.Sum || m.Aggregation == catalog.Count:
@@ -376,41 +473,39 @@ func (r *Rater) feedSlot(st *State, c *catalog.Charge, group string, p *catalog.
 		if !sl.started || v.Cmp(sl.qty) > 0 {
 			sl.qty = v
 		}
+		contributed = sl.qty.Sub(before)
 	case m.Aggregation == catalog.Latest:
 		if !sl.started || !ev.Timestamp.Before(sl.latestAt) {
 			sl.qty = v
 			sl.latestAt = ev.Timestamp
 		}
+		contributed = sl.qty.Sub(before)
 	case m.Aggregation == catalog.UniqueCount:
 		if sl.uniq == nil {
 			sl.uniq = map[string]struct{}{}
 		}
 		sl.uniq[text] = struct{}{}
 		sl.qty = money.QtyInt(int64(len(sl.uniq)))
-	}
-	if m != nil && m.Aggregation != catalog.Sum && m.Aggregation != catalog.Count {
 		contributed = sl.qty.Sub(before)
 	}
 	wasStarted := sl.started
 	sl.started = true
 	st.charge[c.Index].reached = true
-	line := Line{Charge: c.Key, Group: group, Type: LineUsage, Quantity: contributed.Decimal()}
 	if !incremental {
-		return line
+		return Line{}
 	}
-	var delta money.Decimal
-	if c.OfProperty != "" {
-		delta = sl.amount.Sub(beforeAmt)
+	line := Line{Charge: c.Key, Group: cr.group, Type: LineUsage, Quantity: contributed.Decimal()}
+	if m == nil {
+		line.Amount = sl.amount.Sub(beforeAmt)
 	} else {
 		after := Cumulative(c.Model, p, sl.qty.Decimal())
 		prev := money.Zero
 		if wasStarted {
 			prev = Cumulative(c.Model, p, before.Decimal())
 		}
-		delta = after.Sub(prev)
+		line.Amount = after.Sub(prev)
 		sl.amount = after
 	}
-	line.Amount = delta
 	return line
 }
 
@@ -422,25 +517,42 @@ func (r *Rater) propagate(st *State, c *catalog.Charge, raw money.Decimal, lines
 	cs.raw = cs.raw.Add(raw)
 	effective := raw
 	if c.Maximum != nil {
-		capBefore := money.Min(before, *c.Maximum)
-		capAfter := money.Min(cs.raw, *c.Maximum)
-		effective = capAfter.Sub(capBefore)
+		effective = money.Min(cs.raw, *c.Maximum).Sub(money.Min(before, *c.Maximum))
 		if off := effective.Sub(raw); !off.IsZero() {
 			lines = append(lines, Line{Charge: c.Key, Type: LineMaximum, Amount: off})
 		}
 	}
 	for _, d := range r.dependents[c.Index] {
-		p := d.Pricing
-		add := percentOf(p, effective)
-		if st.pctOf == nil {
-			st.pctOf = map[int]money.Decimal{}
-		}
-		st.pctOf[d.Index] = st.pctOf[d.Index].Add(effective)
+		add := percentOf(d.Pricing, effective)
 		st.charge[d.Index].reached = true
 		lines = append(lines, Line{Charge: d.Key, Type: LineUsage, Quantity: effective, Amount: add})
 		lines = r.propagate(st, d, add, lines)
 	}
 	return lines
+}
+
+// mergeLines folds lines of the same (charge, group, type) into one, keeping first-seen order.
+func mergeLines(lines []Line) []Line {
+	if len(lines) < 2 {
+		return lines
+	}
+	out := lines[:0:0]
+	for _, l := range lines {
+		merged := false
+		for i := range out {
+			if out[i].Charge == l.Charge && out[i].Group == l.Group && out[i].Type == l.Type {
+				out[i].Quantity = out[i].Quantity.Add(l.Quantity)
+				out[i].Amount = out[i].Amount.Add(l.Amount)
+				out[i].Cost = out[i].Cost.Add(l.Cost)
+				merged = true
+				break
+			}
+		}
+		if !merged {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // sortedSlots returns the state's used slot ids ordered by charge then group.

@@ -68,8 +68,8 @@ func (r *Rater) Price(st *State) Priced {
 					amt = Cumulative(c.Model, inf.pricing, sl.qty.Decimal())
 				}
 				cost := money.Zero
-				for k, q := range sl.costQty {
-					cost = cost.Add(costOf(r.cat.Costs[k], q))
+				for _, cq := range sl.costs {
+					cost = cost.Add(costOf(r.cat.Costs[cq.entry], cq.qty))
 				}
 				ls = append(ls, PricedLine{Charge: c.Key, Group: inf.group, Type: LineUsage, Quantity: sl.qty.Decimal(), Amount: amt, Cost: cost})
 				raw = raw.Add(amt)
@@ -107,7 +107,9 @@ func (r *Rater) Price(st *State) Priced {
 	out.Total = total
 	cost := money.Zero
 	for k, q := range st.costQty {
-		cost = cost.Add(costOf(r.cat.Costs[k], q))
+		if !q.IsZero() {
+			cost = cost.Add(costOf(r.cat.Costs[k], q))
+		}
 	}
 	out.Cost = cost
 	return out

@@ -97,12 +97,41 @@ func (e *Event) Key() string {
 var hashSeed = maphash.MakeSeed()
 
 // ContentHash hashes the event's content as defined in the package doc, for duplicate and
-// conflict detection within one process.
+// conflict detection within one process. Properties and measurements are hashed one by one and
+// combined by addition, so their order does not matter and nothing is sorted.
 func (e *Event) ContentHash() uint64 {
-	var h maphash.Hash
-	h.SetSeed(hashSeed)
-	e.writeContent(&h)
-	return h.Sum64()
+	h := mix(maphash.String(hashSeed, e.ID), 1)
+	h = mix(h, maphash.String(hashSeed, e.EventType))
+	h = mix(h, maphash.String(hashSeed, e.CustomerID))
+	h = mix(h, maphash.String(hashSeed, e.CorrelationID))
+	if e.TimestampGiven {
+		h = mix(h, uint64(e.Timestamp.UnixNano()))
+	}
+	var sum uint64
+	for _, p := range e.Properties {
+		sum += mix(mix(maphash.String(hashSeed, p.Key), 'p'), maphash.String(hashSeed, p.Value))
+	}
+	for _, m := range e.Measurements {
+		var v uint64
+		if n, ok := m.Value.IsInt64(); ok {
+			v = mix(uint64(n), 'i')
+		} else {
+			v = maphash.String(hashSeed, m.Value.Decimal().String())
+		}
+		sum += mix(mix(maphash.String(hashSeed, m.MetricKey), 'm'), v)
+	}
+	return mix(h, sum)
+}
+
+// mix combines two 64-bit values (a multiply-xorshift finaliser).
+func mix(a, b uint64) uint64 {
+	x := a ^ (b + 0x9e3779b97f4a7c15 + (a << 6) + (a >> 2))
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
 }
 
 // Canonical returns the event's content in a stable binary form, for storing and comparing
@@ -118,6 +147,14 @@ type stringWriter interface {
 	WriteByte(byte) error
 }
 
+// KeyHash hashes the idempotency key without building it.
+func (e *Event) KeyHash() uint64 {
+	if e.ID != "" {
+		return mix(maphash.String(hashSeed, e.ID), 'i')
+	}
+	return mix(mix(maphash.String(hashSeed, e.EventType), 'c'), maphash.String(hashSeed, e.CorrelationID))
+}
+
 type byteWriter []byte
 
 func (b *byteWriter) WriteString(s string) (int, error) { *b = append(*b, s...); return len(s), nil }
@@ -130,6 +167,7 @@ func (e *Event) writeContent(w stringWriter) {
 		w.WriteString(string(n[:k]))
 		w.WriteString(s)
 	}
+	w.WriteByte(0)
 	str(e.ID)
 	str(e.EventType)
 	str(e.CustomerID)
