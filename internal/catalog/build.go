@@ -159,7 +159,7 @@ func (b *builder) buildMeters(c *Catalog, doc *Document) {
 	for i, md := range doc.Meters {
 		path := fmt.Sprintf("meters[%d]", i)
 		if !keyPattern.MatchString(md.Key) {
-			b.addf(path+".key", "must be a name of letters, digits, _ . : - starting with a letter (got %q)", md.Key)
+			b.addf(path+".key", "must be a name of letters, digits, _ . : - starting with a letter or _ (got %q)", md.Key)
 			continue
 		}
 		if _, dup := c.meterByKey[md.Key]; dup {
@@ -183,9 +183,14 @@ func (b *builder) buildMeters(c *Catalog, doc *Document) {
 				b.addf(path+".metricKey", "a derived meter takes its values from its expression, not a metricKey")
 			}
 			e, err := CompileExpression(md.Expression)
-			if err != nil {
+			switch {
+			case err != nil:
 				b.addf(path+".expression", "%v", err)
-			} else {
+			case len(e.Metrics) == 0:
+				b.addf(path+".expression", "must read at least one measurement (it is evaluated for events that carry one)")
+			case m.Aggregation == Count:
+				b.addf(path+".aggregation", "a derived meter computes a value per event; count events with a meter without expression")
+			default:
 				m.Expr = e
 				for _, k := range e.Metrics {
 					c.metricMeters[k] = append(c.metricMeters[k], m)
@@ -302,7 +307,7 @@ func (b *builder) filter(path string, fd FilterDoc) Filter {
 
 func (b *builder) buildPlan(c *Catalog, path string, pd *PlanDoc) *Plan {
 	if !keyPattern.MatchString(pd.Key) {
-		b.addf(path+".key", "must be a name of letters, digits, _ . : - starting with a letter (got %q)", pd.Key)
+		b.addf(path+".key", "must be a name of letters, digits, _ . : - starting with a letter or _ (got %q)", pd.Key)
 		return nil
 	}
 	p := &Plan{Key: pd.Key, Name: pd.Name, Period: period.Month}
@@ -468,7 +473,7 @@ var modelFields = map[Model][]string{
 func (b *builder) buildCharge(c *Catalog, path string, cd *ChargeDoc) *Charge {
 	ch := &Charge{Key: cd.Key, Name: cd.Name, EventType: cd.EventType, PriceBy: cd.PriceBy}
 	if !keyPattern.MatchString(cd.Key) {
-		b.addf(path+".key", "must be a name of letters, digits, _ . : - starting with a letter (got %q)", cd.Key)
+		b.addf(path+".key", "must be a name of letters, digits, _ . : - starting with a letter or _ (got %q)", cd.Key)
 	}
 	m := Model(cd.Model)
 	if _, ok := modelFields[m]; !ok {

@@ -177,7 +177,7 @@ func (d *Dec) UnmarshalYAML(n *yaml.Node) error {
 	d.Line = n.Line
 	d.Value, d.Err = money.Parse(n.Value)
 	if d.Err != nil {
-		d.Err = fmt.Errorf("must be a decimal number, got %q", n.Value)
+		d.Err = fmt.Errorf("must be a decimal number (got %q)", n.Value)
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
-	"strconv"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -34,57 +33,78 @@ type exprNum = money.Decimal
 
 var exprNumType = reflect.TypeOf(money.Decimal{})
 
-var exprFuncs = map[string]any{
-	"__dec": func(s string) exprNum { return money.MustParse(s) },
-	"__add": func(a, b exprNum) exprNum { return a.Add(b) },
-	"__sub": func(a, b exprNum) exprNum { return a.Sub(b) },
-	"__mul": func(a, b exprNum) exprNum { return a.Mul(b) },
-	"__div": func(a, b exprNum) exprNum {
+// exprFunc is one function of the expression language: its implementation on untyped
+// arguments (called without reflection) and its typed signature for the checker.
+type exprFunc struct {
+	fn  func(params ...any) (any, error)
+	sig any
+}
+
+func dec2(f func(a, b exprNum) exprNum) exprFunc {
+	return exprFunc{func(p ...any) (any, error) { return f(p[0].(exprNum), p[1].(exprNum)), nil }, new(func(exprNum, exprNum) exprNum)}
+}
+
+func cmp2(f func(a, b exprNum) bool) exprFunc {
+	return exprFunc{func(p ...any) (any, error) { return f(p[0].(exprNum), p[1].(exprNum)), nil }, new(func(exprNum, exprNum) bool)}
+}
+
+func dec1(f func(a exprNum) exprNum) exprFunc {
+	return exprFunc{func(p ...any) (any, error) { return f(p[0].(exprNum)), nil }, new(func(exprNum) exprNum)}
+}
+
+var exprFuncs = map[string]exprFunc{
+	"__dec": {func(p ...any) (any, error) { return money.Parse(p[0].(string)) }, new(func(string) exprNum)},
+	"__add": dec2(func(a, b exprNum) exprNum { return a.Add(b) }),
+	"__sub": dec2(func(a, b exprNum) exprNum { return a.Sub(b) }),
+	"__mul": dec2(func(a, b exprNum) exprNum { return a.Mul(b) }),
+	"__div": dec2(func(a, b exprNum) exprNum {
 		if b.IsZero() {
 			return money.Zero
 		}
 		return a.DivRound(b, ExprDivisionScale)
-	},
-	"__lt":  func(a, b exprNum) bool { return a.LessThan(b) },
-	"__le":  func(a, b exprNum) bool { return a.LessThanOrEqual(b) },
-	"__gt":  func(a, b exprNum) bool { return a.GreaterThan(b) },
-	"__ge":  func(a, b exprNum) bool { return a.GreaterThanOrEqual(b) },
-	"__eq":  func(a, b exprNum) bool { return a.Equal(b) },
-	"__ne":  func(a, b exprNum) bool { return !a.Equal(b) },
-	"__neg": func(a exprNum) exprNum { return a.Neg() },
-	"min": func(a, b exprNum) exprNum {
-		if a.LessThan(b) {
-			return a
-		}
-		return b
-	},
-	"max": func(a, b exprNum) exprNum {
-		if a.GreaterThan(b) {
-			return a
-		}
-		return b
-	},
-	"ceil":  func(a exprNum) exprNum { return a.Ceil() },
-	"floor": func(a exprNum) exprNum { return a.Floor() },
-	"abs":   func(a exprNum) exprNum { return a.Abs() },
+	}),
+	"__lt":  cmp2(func(a, b exprNum) bool { return a.LessThan(b) }),
+	"__le":  cmp2(func(a, b exprNum) bool { return a.LessThanOrEqual(b) }),
+	"__gt":  cmp2(func(a, b exprNum) bool { return a.GreaterThan(b) }),
+	"__ge":  cmp2(func(a, b exprNum) bool { return a.GreaterThanOrEqual(b) }),
+	"__eq":  cmp2(func(a, b exprNum) bool { return a.Equal(b) }),
+	"__ne":  cmp2(func(a, b exprNum) bool { return !a.Equal(b) }),
+	"__neg": dec1(func(a exprNum) exprNum { return a.Neg() }),
+	"min":   dec2(money.Min),
+	"max":   dec2(money.Max),
+	"ceil":  dec1(func(a exprNum) exprNum { return a.Ceil() }),
+	"floor": dec1(func(a exprNum) exprNum { return a.Floor() }),
+	"abs":   dec1(func(a exprNum) exprNum { return a.Abs() }),
 }
 
-// literalPatcher turns number literals into exact decimals and unary minus into __neg.
-type literalPatcher struct{}
+// literalPatcher turns number literals into exact decimals read from their source text, and
+// unary minus into __neg.
+type literalPatcher struct {
+	src []rune
+	err error
+}
 
-func (literalPatcher) Visit(node *ast.Node) {
+func (lp *literalPatcher) literal(node *ast.Node) {
+	loc := (*node).Location()
+	text := ""
+	if loc.From >= 0 && loc.To <= len(lp.src) && loc.From < loc.To {
+		text = string(lp.src[loc.From:loc.To])
+	}
+	if _, err := money.Parse(text); err != nil {
+		if lp.err == nil {
+			lp.err = fmt.Errorf("number %q is not a decimal Levy can read exactly", text)
+		}
+		text = "0"
+	}
+	call := &ast.CallNode{Callee: &ast.IdentifierNode{Value: "__dec"}, Arguments: []ast.Node{&ast.StringNode{Value: text}}}
+	ast.Patch(node, call)
+	(*node).SetType(exprNumType)
+}
+
+func (lp *literalPatcher) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
-	case *ast.IntegerNode:
-		call := &ast.CallNode{Callee: &ast.IdentifierNode{Value: "__dec"}, Arguments: []ast.Node{&ast.StringNode{Value: strconv.Itoa(n.Value)}}}
-		ast.Patch(node, call)
-		(*node).SetType(exprNumType)
-	case *ast.FloatNode:
-		// The shortest representation that round-trips is the literal as written for any
-		// literal of up to 15 significant digits.
-		s := strconv.FormatFloat(n.Value, 'f', -1, 64)
-		call := &ast.CallNode{Callee: &ast.IdentifierNode{Value: "__dec"}, Arguments: []ast.Node{&ast.StringNode{Value: s}}}
-		ast.Patch(node, call)
-		(*node).SetType(exprNumType)
+	case *ast.IntegerNode, *ast.FloatNode:
+		lp.literal(node)
 	case *ast.UnaryNode:
 		if n.Operator == "-" {
 			call := &ast.CallNode{Callee: &ast.IdentifierNode{Value: "__neg"}, Arguments: []ast.Node{n.Node}}
@@ -124,13 +144,12 @@ func CompileExpression(src string) (*Expression, error) {
 		metrics = append(metrics, name)
 	}
 	sort.Strings(metrics)
-	for name, fn := range exprFuncs {
-		env[name] = fn
+	lp := &literalPatcher{src: []rune(src)}
+	opts := []expr.Option{expr.Env(env), expr.DisableAllBuiltins(), expr.Patch(lp)}
+	for name, f := range exprFuncs {
+		opts = append(opts, expr.Function(name, f.fn, f.sig))
 	}
-	program, err := expr.Compile(src,
-		expr.Env(env),
-		expr.DisableAllBuiltins(),
-		expr.Patch(literalPatcher{}),
+	program, err := expr.Compile(src, append(opts,
 		expr.Operator("+", "__add"),
 		expr.Operator("-", "__sub"),
 		expr.Operator("*", "__mul"),
@@ -142,7 +161,10 @@ func CompileExpression(src string) (*Expression, error) {
 		expr.Operator("==", "__eq"),
 		expr.Operator("!=", "__ne"),
 		expr.Optimize(false),
-	)
+	)...)
+	if lp.err != nil {
+		return nil, lp.err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("does not compile: %v", firstLine(err.Error()))
 	}
@@ -155,10 +177,7 @@ func CompileExpression(src string) (*Expression, error) {
 // Eval runs the formula. values returns a measurement's value (ok false when the event lacks
 // it: it reads as 0); props returns a property's text.
 func (e *Expression) Eval(values func(key string) (money.Decimal, bool), props map[string]string) (money.Decimal, error) {
-	env := make(map[string]any, len(e.Metrics)+len(exprFuncs)+1)
-	for name, fn := range exprFuncs {
-		env[name] = fn
-	}
+	env := make(map[string]any, len(e.Metrics)+1)
 	for _, k := range e.Metrics {
 		v, ok := values(k)
 		if !ok {

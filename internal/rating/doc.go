@@ -17,8 +17,9 @@
 //   - includedQuota: the first `included` units free, the rest at unitPrice / per.
 //   - percentage of a property: each event pays value × rate/100 + fixedFee, clamped to
 //     [minPerTransaction, maxPerTransaction]; the period amount is the sum.
-//   - percentage of charges: rate/100 × the named charges' amounts (after their own minimum and
-//     maximum), computed incrementally from their incremental amounts.
+//   - percentage of charges: rate/100 × the named charges' amounts after their maximum and before
+//     their minimum true-up, computed incrementally from their incremental amounts. (A minimum is
+//     a period-level adjustment no call caused, so a percentage of it could not be attributed.)
 //   - a charge's maximum caps its period amount: once reached, further events add 0 and the cap
 //     shows as a "maximum" adjustment line whose attribution holds what each event would have added.
 //   - a charge's minimum and the plan's minimumCommitment are period-level true-ups computed when

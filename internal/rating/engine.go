@@ -1,6 +1,7 @@
 package rating
 
 import (
+	"encoding/binary"
 	"sort"
 	"sync"
 	"time"
@@ -53,7 +54,7 @@ type slotInfo struct {
 // route is the precomputed fan-out of events with one signature.
 type route struct {
 	byMetric map[string][]meterRoute
-	count    []meterRoute // count meters fed by every event of the type
+	count    []meterRoute // count and property uniqueCount meters, fed by every event of the type
 	derived  []meterRoute // derived meters, evaluated per event
 	pct      []chargeRoute
 	// unmetered marks measurement keys that feed no meter (derived meters included).
@@ -155,12 +156,15 @@ func (r *Rater) info(id int) slotInfo {
 // routeFor returns the cached route of the event's signature, building it on first use.
 func (r *Rater) routeFor(ev *usage.Event) *route {
 	var kb [256]byte
-	key := append(kb[:0], ev.EventType...)
+	key := binary.AppendUvarint(kb[:0], uint64(len(ev.EventType)))
+	key = append(key, ev.EventType...)
 	for _, p := range r.props {
-		key = append(key, 0)
+		// Length-prefixed, so values holding any bytes cannot make two signatures collide.
 		if v, ok := ev.Get(p); ok {
-			key = append(key, 1)
+			key = binary.AppendUvarint(key, uint64(len(v))+1)
 			key = append(key, v...)
+		} else {
+			key = append(key, 0)
 		}
 	}
 	r.mu.RLock()
@@ -210,9 +214,12 @@ func (r *Rater) buildRoute(ev *usage.Event) *route {
 		}
 		switch {
 		case m.Expr != nil:
-			rt.derived = append(rt.derived, mr(m))
 			for _, k := range m.Expr.Metrics {
 				rt.metered[k] = true
+			}
+			// A formula nothing prices or costs is not worth evaluating for this plan.
+			if route := mr(m); len(route.charges) > 0 || route.cost >= 0 {
+				rt.derived = append(rt.derived, route)
 			}
 		case m.MetricKey == "":
 			rt.count = append(rt.count, mr(m))
@@ -281,6 +288,8 @@ type Line struct {
 	Quantity money.Decimal // what the event contributed to the charge's quantity
 	Amount   money.Decimal // incremental amount (exact; may be negative for volume)
 	Cost     money.Decimal // provider cost of Quantity from the cost book
+
+	charge int // the charge's index in its plan, for ordering
 }
 
 // LineType tells what an invoice or rated line is.
@@ -359,7 +368,16 @@ func (r *Rater) apply(st *State, ev *usage.Event, incremental bool) (Result, err
 		}
 	}
 	for k := range rt.count {
-		reached = r.feedMeter(st, &res, &rt.count[k], money.QtyInt(1), "", ev, incremental) || reached
+		mr := &rt.count[k]
+		text := ""
+		if mr.meter.Aggregation == catalog.UniqueCount {
+			pv, ok := ev.Get(mr.meter.Property)
+			if !ok {
+				continue
+			}
+			text = pv
+		}
+		reached = r.feedMeter(st, &res, mr, money.QtyInt(1), text, ev, incremental) || reached
 	}
 	for k := range rt.derived {
 		mr := &rt.derived[k]
@@ -490,11 +508,11 @@ func (r *Rater) feedSlot(st *State, cr *chargeRoute, m *catalog.Meter, v money.Q
 	}
 	wasStarted := sl.started
 	sl.started = true
-	st.charge[c.Index].reached = true
+	r.markReached(st, c)
 	if !incremental {
 		return Line{}
 	}
-	line := Line{Charge: c.Key, Group: cr.group, Type: LineUsage, Quantity: contributed.Decimal()}
+	line := Line{Charge: c.Key, Group: cr.group, Type: LineUsage, Quantity: contributed.Decimal(), charge: c.Index}
 	if m == nil {
 		line.Amount = sl.amount.Sub(beforeAmt)
 	} else {
@@ -509,6 +527,17 @@ func (r *Rater) feedSlot(st *State, cr *chargeRoute, m *catalog.Meter, v money.Q
 	return line
 }
 
+// markReached records that an event reached a charge, and so every percentage charged on it.
+func (r *Rater) markReached(st *State, c *catalog.Charge) {
+	if st.charge[c.Index].reached {
+		return
+	}
+	st.charge[c.Index].reached = true
+	for _, d := range r.dependents[c.Index] {
+		r.markReached(st, d)
+	}
+}
+
 // propagate applies a charge's raw incremental amount to the charge's running total, appends a
 // maximum-offset line when a cap binds, and feeds percentage-of-charges dependents.
 func (r *Rater) propagate(st *State, c *catalog.Charge, raw money.Decimal, lines []Line) []Line {
@@ -519,19 +548,20 @@ func (r *Rater) propagate(st *State, c *catalog.Charge, raw money.Decimal, lines
 	if c.Maximum != nil {
 		effective = money.Min(cs.raw, *c.Maximum).Sub(money.Min(before, *c.Maximum))
 		if off := effective.Sub(raw); !off.IsZero() {
-			lines = append(lines, Line{Charge: c.Key, Type: LineMaximum, Amount: off})
+			lines = append(lines, Line{Charge: c.Key, Type: LineMaximum, Amount: off, charge: c.Index})
 		}
 	}
 	for _, d := range r.dependents[c.Index] {
 		add := percentOf(d.Pricing, effective)
 		st.charge[d.Index].reached = true
-		lines = append(lines, Line{Charge: d.Key, Type: LineUsage, Quantity: effective, Amount: add})
+		lines = append(lines, Line{Charge: d.Key, Type: LineUsage, Quantity: effective, Amount: add, charge: d.Index})
 		lines = r.propagate(st, d, add, lines)
 	}
 	return lines
 }
 
-// mergeLines folds lines of the same (charge, group, type) into one, keeping first-seen order.
+// mergeLines folds lines of the same (charge, group, type) into one and orders them by the
+// charges' places in the plan (usage before a cap's offset within a charge).
 func mergeLines(lines []Line) []Line {
 	if len(lines) < 2 {
 		return lines
@@ -552,6 +582,7 @@ func mergeLines(lines []Line) []Line {
 			out = append(out, l)
 		}
 	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].charge < out[j].charge })
 	return out
 }
 

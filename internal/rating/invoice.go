@@ -14,6 +14,9 @@ type PricedLine struct {
 	Quantity money.Decimal
 	Amount   money.Decimal
 	Cost     money.Decimal
+	// Attributable is true when the line's amount is the sum of its events' rated lines of the
+	// same (charge, group, type), so attribution to correlation IDs adds up to it exactly.
+	Attributable bool
 }
 
 // Priced is a period's whole price for one customer on one plan.
@@ -41,6 +44,8 @@ func (r *Rater) Price(st *State) Priced {
 	// effective holds each charge's amount after its maximum, before its minimum: what
 	// percentage-of-charges charges apply to.
 	effective := make([]money.Decimal, len(r.plan.Charges))
+	// periodLevel holds the part of each charge's amount no event paid.
+	periodLevel := make([]money.Decimal, len(r.plan.Charges))
 	lines := make([][]PricedLine, len(r.plan.Charges))
 	for _, ci := range r.plan.Order {
 		c := r.plan.Charges[ci]
@@ -49,15 +54,28 @@ func (r *Rater) Price(st *State) Priced {
 		switch {
 		case c.Model == catalog.Flat:
 			ls = append(ls, PricedLine{Charge: c.Key, Type: LineFlat, Quantity: one, Amount: c.Pricing.Amount})
+			periodLevel[ci] = c.Pricing.Amount
 			raw = c.Pricing.Amount
 		case len(c.OfCharges) > 0:
-			base := money.Zero
+			// The part of the base that events paid is attributable; the amounts of named charges
+			// no event reached (a first-tier flat fee at zero usage) are period-level, and so is
+			// the percentage of them, on a line of its own.
+			base, periodBase := money.Zero, money.Zero
 			for _, j := range c.OfCharges {
 				base = base.Add(effective[j])
+				periodBase = periodBase.Add(periodLevel[j])
 			}
-			raw = percentOf(c.Pricing, base)
-			if st.charge[ci].reached || !raw.IsZero() {
-				ls = append(ls, PricedLine{Charge: c.Key, Type: LineUsage, Quantity: base, Amount: raw})
+			eventBase := base.Sub(periodBase)
+			onEvents := percentOf(c.Pricing, eventBase)
+			if st.charge[ci].reached || !onEvents.IsZero() {
+				ls = append(ls, PricedLine{Charge: c.Key, Type: LineUsage, Quantity: eventBase, Amount: onEvents, Attributable: st.charge[ci].reached})
+			}
+			raw = onEvents
+			if !periodBase.IsZero() {
+				onPeriod := percentOf(c.Pricing, periodBase)
+				ls = append(ls, PricedLine{Charge: c.Key, Type: LineFlat, Quantity: periodBase, Amount: onPeriod})
+				raw = raw.Add(onPeriod)
+				periodLevel[ci] = onPeriod
 			}
 		default:
 			for _, id := range byCharge[ci] {
@@ -71,20 +89,32 @@ func (r *Rater) Price(st *State) Priced {
 				for _, cq := range sl.costs {
 					cost = cost.Add(costOf(r.cat.Costs[cq.entry], cq.qty))
 				}
-				ls = append(ls, PricedLine{Charge: c.Key, Group: inf.group, Type: LineUsage, Quantity: sl.qty.Decimal(), Amount: amt, Cost: cost})
+				ls = append(ls, PricedLine{Charge: c.Key, Group: inf.group, Type: LineUsage, Quantity: sl.qty.Decimal(), Amount: amt, Cost: cost, Attributable: true})
 				raw = raw.Add(amt)
 			}
 			if len(byCharge[ci]) == 0 && c.Pricing != nil && c.OfProperty == "" {
 				if amt := Cumulative(c.Model, c.Pricing, money.Zero); !amt.IsZero() {
 					ls = append(ls, PricedLine{Charge: c.Key, Type: LineUsage, Quantity: money.Zero, Amount: amt})
 					raw = amt
+					periodLevel[ci] = amt
 				}
 			}
 		}
 		eff := raw
 		if c.Maximum != nil && raw.GreaterThan(*c.Maximum) {
-			ls = append(ls, PricedLine{Charge: c.Key, Type: LineMaximum, Amount: c.Maximum.Sub(raw)})
-			eff = *c.Maximum
+			// The cap on what events paid is attributable (the same offsets Rate emits); the
+			// rest of the cap falls on the period-level part.
+			max := *c.Maximum
+			period := periodLevel[ci]
+			events := raw.Sub(period)
+			if off := money.Min(events, max).Sub(events); !off.IsZero() {
+				ls = append(ls, PricedLine{Charge: c.Key, Type: LineMaximum, Amount: off, Attributable: st.charge[ci].reached})
+			}
+			if off := max.Sub(money.Min(events, max)).Sub(period); !off.IsZero() {
+				ls = append(ls, PricedLine{Charge: c.Key, Type: LineMaximum, Amount: off})
+				periodLevel[ci] = period.Add(off)
+			}
+			eff = max
 		}
 		effective[ci] = eff
 		if c.Minimum != nil && eff.LessThan(*c.Minimum) {

@@ -204,11 +204,12 @@ func (d *Decoder) timestamp(v *fastjson.Value, ev *Event) {
 		d.bad("timestamp", "must be an RFC 3339 time such as 2026-11-28T10:00:00Z (got "+strconv.Quote(clip(string(b)))+")")
 		return
 	}
+	t = t.UTC()
 	if t.Year() < 1970 || t.Year() > 9999 {
 		d.bad("timestamp", "must be between 1970 and 9999")
 		return
 	}
-	ev.Timestamp = t.UTC()
+	ev.Timestamp = t
 	ev.TimestampGiven = true
 }
 

@@ -105,7 +105,7 @@ func (e *Event) ContentHash() uint64 {
 	h = mix(h, maphash.String(hashSeed, e.CustomerID))
 	h = mix(h, maphash.String(hashSeed, e.CorrelationID))
 	if e.TimestampGiven {
-		h = mix(h, uint64(e.Timestamp.UnixNano()))
+		h = mix(mix(h, uint64(e.Timestamp.Unix())), uint64(e.Timestamp.Nanosecond()))
 	}
 	var sum uint64
 	for _, p := range e.Properties {

@@ -1,0 +1,112 @@
+package usage
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/levyhq/levy/internal/money"
+	"github.com/valyala/fastjson"
+)
+
+// AppendJSON appends the event in the event shape (DESIGN.md), values as decimal strings.
+func (e *Event) AppendJSON(b []byte) []byte {
+	b = append(b, '{')
+	first := true
+	field := func(name, v string) {
+		if v == "" {
+			return
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = strconv.AppendQuote(b, name)
+		b = append(b, ':')
+		b = strconv.AppendQuote(b, v)
+	}
+	field("id", e.ID)
+	field("eventType", e.EventType)
+	field("customerId", e.CustomerID)
+	field("timestamp", e.Timestamp.UTC().Format(time.RFC3339Nano))
+	field("correlationId", e.CorrelationID)
+	b = append(b, `,"properties":`...)
+	b = e.AppendProperties(b)
+	b = append(b, `,"measurements":`...)
+	b = e.AppendMeasurements(b)
+	return append(b, '}')
+}
+
+// AppendProperties appends the properties as a JSON object of strings.
+func (e *Event) AppendProperties(b []byte) []byte {
+	b = append(b, '{')
+	for i, p := range e.Properties {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(b, p.Key)
+		b = append(b, ':')
+		b = strconv.AppendQuote(b, p.Value)
+	}
+	return append(b, '}')
+}
+
+// AppendMeasurements appends the measurements as a JSON array of {metricKey, value} with values
+// as decimal strings.
+func (e *Event) AppendMeasurements(b []byte) []byte {
+	b = append(b, '[')
+	for i, m := range e.Measurements {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"metricKey":`...)
+		b = strconv.AppendQuote(b, m.MetricKey)
+		b = append(b, `,"value":"`...)
+		if n, ok := m.Value.IsInt64(); ok {
+			b = strconv.AppendInt(b, n, 10)
+		} else {
+			b = append(b, m.Value.Decimal().String()...)
+		}
+		b = append(b, `"}`...)
+	}
+	return append(b, ']')
+}
+
+// DecodeParts rebuilds an event's properties and measurements from the JSON written by
+// AppendProperties and AppendMeasurements (as the ledger stores them).
+func DecodeParts(props, measurements []byte, ev *Event) error {
+	var p fastjson.Parser
+	ev.Properties = ev.Properties[:0]
+	ev.Measurements = ev.Measurements[:0]
+	if len(props) > 0 {
+		v, err := p.ParseBytes(props)
+		if err != nil {
+			return err
+		}
+		o, err := v.Object()
+		if err != nil {
+			return err
+		}
+		o.Visit(func(k []byte, v *fastjson.Value) {
+			b, _ := v.StringBytes()
+			ev.Properties = append(ev.Properties, Property{Key: string(k), Value: string(b)})
+		})
+	}
+	if len(measurements) > 0 {
+		v, err := p.ParseBytes(measurements)
+		if err != nil {
+			return err
+		}
+		arr, err := v.Array()
+		if err != nil {
+			return err
+		}
+		for _, mv := range arr {
+			q, err := money.ParseQty(mv.GetStringBytes("value"))
+			if err != nil {
+				return err
+			}
+			ev.Measurements = append(ev.Measurements, Measurement{MetricKey: string(mv.GetStringBytes("metricKey")), Value: q})
+		}
+	}
+	return nil
+}
