@@ -23,7 +23,11 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"serve", "run the server (embedded SQLite by default, PostgreSQL with LEVY_DATABASE_URL)", runServe},
+		{"apply", "send a catalog to a running server: levy apply -f catalog.yaml", runApply},
+		{"keys", "create, list and revoke API keys on a running server", runKeys},
 		{"simulate", "price a usage file on one or more plans of a catalog", runSimulate},
+		{"generate", "write a synthetic usage file (JSON lines or CSV)", runGenerate},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "levy", version)
 			return nil

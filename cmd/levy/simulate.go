@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -140,10 +141,16 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	bw := bufio.NewWriterSize(stdout, 1<<16)
 	if *asJSON {
-		return res.WriteJSON(stdout)
+		err = res.WriteJSON(bw)
+	} else {
+		err = res.WriteTable(bw)
 	}
-	return res.WriteTable(stdout)
+	if ferr := bw.Flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 func startCPUProfile(path string) (func(), error) {

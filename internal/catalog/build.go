@@ -8,6 +8,7 @@ import (
 	"math/big"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/levyhq/levy/internal/money"
@@ -53,9 +54,11 @@ func Parse(data []byte) (*Document, error) {
 		}
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
+			var root yaml.Node
+			_ = yaml.Unmarshal(data, &root)
 			ps := make([]Problem, len(te.Errors))
 			for i, e := range te.Errors {
-				ps[i] = Problem{Message: e}
+				ps[i] = locate(&root, e)
 			}
 			return nil, &ValidationError{Problems: ps}
 		}
@@ -71,6 +74,122 @@ func Load(data []byte) (*Catalog, error) {
 		return nil, err
 	}
 	return Build(doc)
+}
+
+var (
+	unknownField = regexp.MustCompile(`field (\S+) not found in type catalog\.(\w+)`)
+	wrongShape   = regexp.MustCompile(`cannot unmarshal !!(\w+)( \S+)? into (\S+)`)
+)
+
+// docNames names the document's types as a catalog author knows them.
+var docNames = map[string]string{
+	"Document": "the catalog", "MeterDoc": "a meter", "CostDoc": "a cost entry", "PlanDoc": "a plan",
+	"LimitsDoc": "limits", "ChargeDoc": "a charge", "PricingDoc": "a price", "TierDoc": "a tier", "OfDoc": "of",
+}
+
+var lineOf = regexp.MustCompile(`^line (\d+): `)
+
+// locate turns a YAML decoding message into a problem at the document path it concerns: the
+// unknown key, or the key whose value has the wrong shape.
+func locate(root *yaml.Node, msg string) Problem {
+	m := lineOf.FindStringSubmatch(msg)
+	if m == nil {
+		return Problem{Message: plainYAMLError(msg)}
+	}
+	line, _ := strconv.Atoi(m[1])
+	rest := plainYAMLError(strings.TrimPrefix(msg, m[0]))
+	key, kind := "", ""
+	if sub := unknownField.FindStringSubmatch(strings.TrimPrefix(msg, m[0])); sub != nil {
+		key = sub[1]
+	} else if sub := wrongShape.FindStringSubmatch(msg); sub != nil {
+		kind = sub[1]
+	}
+	if path := pathAt(root, "", line, key, kind); path != "" {
+		if key != "" {
+			return Problem{Path: path, Message: "is not a known key"}
+		}
+		return Problem{Path: path, Message: rest}
+	}
+	return Problem{Message: m[0] + rest}
+}
+
+// pathAt finds the path of the mapping key named key on line or, with key "", of the entry
+// whose value starts on line and has the YAML kind named by kind (map, seq or a scalar tag).
+func pathAt(n *yaml.Node, path string, line int, key, kind string) string {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if p := pathAt(c, path, line, key, kind); p != "" {
+				return p
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if key != "" && k.Line == line && k.Value == key {
+				return p
+			}
+			if key == "" && v.Line == line && kindIs(v, kind) {
+				return p
+			}
+			if q := pathAt(v, p, line, key, kind); q != "" {
+				return q
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if q := pathAt(c, fmt.Sprintf("%s[%d]", path, i), line, key, kind); q != "" {
+				return q
+			}
+		}
+	}
+	return ""
+}
+
+func kindIs(v *yaml.Node, kind string) bool {
+	switch kind {
+	case "map":
+		return v.Kind == yaml.MappingNode
+	case "seq":
+		return v.Kind == yaml.SequenceNode
+	case "":
+		return true
+	}
+	return v.Kind == yaml.ScalarNode && v.ShortTag() == "!!"+kind
+}
+
+// plainYAMLError rewrites a YAML decoding message without Go type names.
+func plainYAMLError(msg string) string {
+	msg = unknownField.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := unknownField.FindStringSubmatch(m)
+		where := docNames[sub[2]]
+		if where == "" {
+			where = "this object"
+		}
+		return fmt.Sprintf("unknown key %q in %s", sub[1], where)
+	})
+	return wrongShape.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := wrongShape.FindStringSubmatch(m)
+		kind := map[string]string{"map": "an object", "seq": "a list", "str": "a string", "int": "a number", "float": "a number", "bool": "true or false", "null": "null"}[sub[1]]
+		target := "another type"
+		switch t := sub[3]; {
+		case strings.HasPrefix(t, "[]"):
+			target = "a list"
+		case strings.HasPrefix(t, "map["):
+			target = "an object"
+		case t == "string":
+			target = "a string"
+		default:
+			if n, ok := docNames[strings.TrimPrefix(t, "catalog.")]; ok {
+				target = n
+			}
+		}
+		return fmt.Sprintf("found %s where %s belongs", kind, target)
+	})
 }
 
 var keyPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$`)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -21,8 +22,14 @@ import (
 type Expression struct {
 	Source  string
 	Metrics []string // measurement keys the formula reads, sorted
-	program *vm.Program
+	// UsesProperties is true when the formula reads event properties; otherwise Eval may be
+	// given nil properties.
+	UsesProperties bool
+	program        *vm.Program
 }
+
+// vms reuses expression virtual machines across evaluations.
+var vms = sync.Pool{New: func() any { return new(vm.VM) }}
 
 // ExprDivisionScale is the number of decimal places kept when a derived meter divides and the
 // quotient does not terminate.
@@ -90,14 +97,12 @@ func (lp *literalPatcher) literal(node *ast.Node) {
 	if loc.From >= 0 && loc.To <= len(lp.src) && loc.From < loc.To {
 		text = string(lp.src[loc.From:loc.To])
 	}
-	if _, err := money.Parse(text); err != nil {
-		if lp.err == nil {
-			lp.err = fmt.Errorf("number %q is not a decimal Levy can read exactly", text)
-		}
-		text = "0"
+	d, err := money.Parse(text)
+	if err != nil && lp.err == nil {
+		lp.err = fmt.Errorf("number %q is not a decimal Levy can read exactly", text)
 	}
-	call := &ast.CallNode{Callee: &ast.IdentifierNode{Value: "__dec"}, Arguments: []ast.Node{&ast.StringNode{Value: text}}}
-	ast.Patch(node, call)
+	// A constant: the literal is parsed once, here, never per evaluation.
+	ast.Patch(node, &ast.ConstantNode{Value: d})
 	(*node).SetType(exprNumType)
 }
 
@@ -171,7 +176,7 @@ func CompileExpression(src string) (*Expression, error) {
 	if t := program.Node().Type(); t == nil || t != exprNumType {
 		return nil, fmt.Errorf("must compute a number, not %v", t)
 	}
-	return &Expression{Source: src, Metrics: metrics, program: program}, nil
+	return &Expression{Source: src, Metrics: metrics, UsesProperties: ic.names["properties"], program: program}, nil
 }
 
 // Eval runs the formula. values returns a measurement's value (ok false when the event lacks
@@ -189,7 +194,9 @@ func (e *Expression) Eval(values func(key string) (money.Decimal, bool), props m
 		props = map[string]string{}
 	}
 	env["properties"] = props
-	out, err := vm.Run(e.program, env)
+	machine := vms.Get().(*vm.VM)
+	out, err := machine.Run(e.program, env)
+	vms.Put(machine)
 	if err != nil {
 		return money.Zero, fmt.Errorf("expression %q: %v", e.Source, firstLine(err.Error()))
 	}

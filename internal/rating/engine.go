@@ -395,7 +395,7 @@ func (r *Rater) apply(st *State, ev *usage.Event, incremental bool) (Result, err
 		v, err := m.Expr.Eval(func(key string) (money.Decimal, bool) {
 			q, ok := ev.Value(key)
 			return q.Decimal(), ok
-		}, ev.PropertyMap())
+		}, propsFor(m.Expr, ev))
 		if err != nil {
 			return res, err
 		}

@@ -60,7 +60,7 @@ func MeterValues(cat *catalog.Catalog, ev *usage.Event, out []MeterValue) ([]Met
 			v, err := m.Expr.Eval(func(k string) (money.Decimal, bool) {
 				q, ok := ev.Value(k)
 				return q.Decimal(), ok
-			}, ev.PropertyMap())
+			}, propsFor(m.Expr, ev))
 			if err != nil {
 				return out, err
 			}
@@ -75,4 +75,12 @@ func MeterValues(cat *catalog.Catalog, ev *usage.Event, out []MeterValue) ([]Met
 		}
 	}
 	return out, nil
+}
+
+// propsFor returns the event's properties as a map when the formula reads them.
+func propsFor(e *catalog.Expression, ev *usage.Event) map[string]string {
+	if !e.UsesProperties {
+		return nil
+	}
+	return ev.PropertyMap()
 }

@@ -580,9 +580,9 @@ func (s *sim) readCSV(r io.Reader, opts Options, fail func(LineError) bool) erro
 			switch c.kind {
 			case 0:
 				sep()
-				buf = appendJSONString(buf, c.name)
+				buf = usage.AppendJSONString(buf, c.name)
 				buf = append(buf, ':')
-				buf = appendJSONString(buf, rec[i])
+				buf = usage.AppendJSONString(buf, rec[i])
 			case 1:
 				props = append(props, i)
 			case 2:
@@ -596,9 +596,9 @@ func (s *sim) readCSV(r io.Reader, opts Options, fail func(LineError) bool) erro
 				if k > 0 {
 					buf = append(buf, ',')
 				}
-				buf = appendJSONString(buf, cols[i].name)
+				buf = usage.AppendJSONString(buf, cols[i].name)
 				buf = append(buf, ':')
-				buf = appendJSONString(buf, rec[i])
+				buf = usage.AppendJSONString(buf, rec[i])
 			}
 			buf = append(buf, '}')
 		}
@@ -609,9 +609,9 @@ func (s *sim) readCSV(r io.Reader, opts Options, fail func(LineError) bool) erro
 				buf = append(buf, ',')
 			}
 			buf = append(buf, `{"metricKey":`...)
-			buf = appendJSONString(buf, cols[i].name)
+			buf = usage.AppendJSONString(buf, cols[i].name)
 			buf = append(buf, `,"value":`...)
-			buf = appendJSONString(buf, strings.TrimSpace(rec[i]))
+			buf = usage.AppendJSONString(buf, strings.TrimSpace(rec[i]))
 			buf = append(buf, '}')
 		}
 		buf = append(buf, "]}"...)
@@ -627,22 +627,6 @@ func (s *sim) readCSV(r io.Reader, opts Options, fail func(LineError) bool) erro
 			}
 		}
 	}
-}
-
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20:
-			b = append(b, fmt.Sprintf(`\u%04x`, c)...)
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
 }
 
 type countingReader struct {

@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"bytes"
 	"errors"
 	"strconv"
 	"strings"
@@ -187,6 +188,10 @@ func (d *Decoder) text(v *fastjson.Value, field string, intern bool) string {
 		d.bad(field, "must be at most "+strconv.Itoa(MaxStringLen)+" bytes of UTF-8")
 		return ""
 	}
+	if hasControl(b) {
+		d.bad(field, "must not contain control characters")
+		return ""
+	}
 	if intern {
 		return d.str(b)
 	}
@@ -224,7 +229,7 @@ func (d *Decoder) properties(v *fastjson.Value, ev *Event) {
 		return
 	}
 	po.Visit(func(k []byte, pv *fastjson.Value) {
-		if len(k) == 0 || len(k) > MaxStringLen || !utf8.Valid(k) {
+		if len(k) == 0 || len(k) > MaxStringLen || !utf8.Valid(k) || hasControl(k) {
 			d.bad("properties", "a property name must be 1 to "+strconv.Itoa(MaxStringLen)+" bytes of UTF-8")
 			return
 		}
@@ -234,6 +239,10 @@ func (d *Decoder) properties(v *fastjson.Value, ev *Event) {
 			b, _ := pv.StringBytes()
 			if len(b) > MaxPropertyValue || !utf8.Valid(b) {
 				d.bad("properties."+string(k), "must be at most "+strconv.Itoa(MaxPropertyValue)+" bytes of UTF-8")
+				return
+			}
+			if bytes.IndexByte(b, 0) >= 0 {
+				d.bad("properties."+string(k), "must not contain NUL characters")
 				return
 			}
 			val = d.str(b)
@@ -285,8 +294,8 @@ func (d *Decoder) measurement(ev *Event, i int, mv *fastjson.Value) {
 		return
 	}
 	kb, err := kv.StringBytes()
-	if err != nil || len(kb) == 0 || len(kb) > MaxStringLen || !utf8.Valid(kb) {
-		d.bad(measurementField(i, ".metricKey"), "must be a non-empty string of at most "+strconv.Itoa(MaxStringLen)+" bytes")
+	if err != nil || len(kb) == 0 || len(kb) > MaxStringLen || !utf8.Valid(kb) || hasControl(kb) {
+		d.bad(measurementField(i, ".metricKey"), "must be a non-empty string of at most "+strconv.Itoa(MaxStringLen)+" bytes, without control characters")
 		return
 	}
 	if key, ok := same(d.prevMetrics, i, kb); ok {
@@ -342,4 +351,15 @@ func clip(s string) string {
 		return s[:40] + "…"
 	}
 	return s
+}
+
+// hasControl reports whether b holds an ASCII control character (NUL included). Identifiers,
+// property names and metric keys may not: they are keys in the ledger and in URLs.
+func hasControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }

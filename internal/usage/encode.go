@@ -3,10 +3,41 @@ package usage
 import (
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/levyhq/levy/internal/money"
 	"github.com/valyala/fastjson"
 )
+
+// AppendJSONString appends s as a JSON string: quotes, backslashes and control characters
+// escaped, invalid UTF-8 replaced by U+FFFD, everything else as it is.
+func AppendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, "\\ufffd"...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
 
 // AppendJSON appends the event in the event shape (DESIGN.md), values as decimal strings.
 func (e *Event) AppendJSON(b []byte) []byte {
@@ -20,9 +51,9 @@ func (e *Event) AppendJSON(b []byte) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		b = strconv.AppendQuote(b, name)
+		b = AppendJSONString(b, name)
 		b = append(b, ':')
-		b = strconv.AppendQuote(b, v)
+		b = AppendJSONString(b, v)
 	}
 	field("id", e.ID)
 	field("eventType", e.EventType)
@@ -43,9 +74,9 @@ func (e *Event) AppendProperties(b []byte) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = strconv.AppendQuote(b, p.Key)
+		b = AppendJSONString(b, p.Key)
 		b = append(b, ':')
-		b = strconv.AppendQuote(b, p.Value)
+		b = AppendJSONString(b, p.Value)
 	}
 	return append(b, '}')
 }
@@ -59,7 +90,7 @@ func (e *Event) AppendMeasurements(b []byte) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"metricKey":`...)
-		b = strconv.AppendQuote(b, m.MetricKey)
+		b = AppendJSONString(b, m.MetricKey)
 		b = append(b, `,"value":"`...)
 		if n, ok := m.Value.IsInt64(); ok {
 			b = strconv.AppendInt(b, n, 10)

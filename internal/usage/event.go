@@ -19,6 +19,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/levyhq/levy/internal/money"
@@ -86,12 +87,13 @@ func (e *Event) PropertyMap() map[string]string {
 	return m
 }
 
-// Key returns the idempotency key: "id:<id>" or "corr:<eventType>\x00<correlationId>".
+// Key returns the idempotency key: "id:<id>", or "corr:<len(eventType)>:<eventType><correlationId>"
+// (length-prefixed, so no two pairs share a key).
 func (e *Event) Key() string {
 	if e.ID != "" {
 		return "id:" + e.ID
 	}
-	return "corr:" + e.EventType + "\x00" + e.CorrelationID
+	return "corr:" + strconv.Itoa(len(e.EventType)) + ":" + e.EventType + e.CorrelationID
 }
 
 var hashSeed = maphash.MakeSeed()

@@ -16,7 +16,7 @@ func TestKey(t *testing.T) {
 		want string
 	}{
 		{"id wins", Event{ID: "evt_1", EventType: "e", CorrelationID: "r"}, "id:evt_1"},
-		{"correlation", Event{EventType: "llm.completion", CorrelationID: "req_abc123"}, "corr:llm.completion\x00req_abc123"},
+		{"correlation", Event{EventType: "llm.completion", CorrelationID: "req_abc123"}, "corr:14:llm.completionreq_abc123"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -451,7 +451,7 @@ plans:
 		t.Fatalf("got  %v\nwant %s", err, want)
 	}
 	_, err = catalog.Load([]byte("currency: USD\nplans:\n  - key: p\n    charge: []\n"))
-	if err == nil || !strings.Contains(err.Error(), "field charge not found") {
+	if err == nil || !strings.Contains(err.Error(), "plans[0].charge: is not a known key") {
 		t.Fatalf("unknown key: %v", err)
 	}
 }

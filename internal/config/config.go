@@ -1,0 +1,188 @@
+// Package config holds Levy's server configuration: one struct with documented defaults, read
+// from an optional YAML file and then from LEVY_* environment variables, which win.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config configures `levy serve`. The zero value of every field means its default.
+type Config struct {
+	// Addr is the listen address (LEVY_ADDR). Default 127.0.0.1:7070.
+	Addr string `yaml:"addr"`
+	// DataDir holds the embedded store and the generated admin key (LEVY_DATA). Default ./levy-data.
+	DataDir string `yaml:"data"`
+	// DatabaseURL selects PostgreSQL instead of the embedded SQLite store (LEVY_DATABASE_URL).
+	DatabaseURL string `yaml:"databaseUrl"`
+	// RedisURL selects Redis as the counter store (LEVY_REDIS_URL).
+	RedisURL string `yaml:"redisUrl"`
+	// AdminKey, when set, is accepted as an admin API key (LEVY_ADMIN_KEY).
+	AdminKey string `yaml:"adminKey"`
+	// LogLevel is debug, info, warn or error (LEVY_LOG_LEVEL). Default info.
+	LogLevel string `yaml:"logLevel"`
+	// LogFormat is text or json (LEVY_LOG_FORMAT). Default text.
+	LogFormat string `yaml:"logFormat"`
+	// ShutdownTimeout bounds the drain of in-flight work on SIGTERM (LEVY_SHUTDOWN_TIMEOUT).
+	// Default 15s.
+	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+	// SQLiteSynchronous is FULL (default: every commit is on disk) or NORMAL (a commit survives a
+	// process crash but not a power loss) (LEVY_SQLITE_SYNCHRONOUS).
+	SQLiteSynchronous string `yaml:"sqliteSynchronous"`
+
+	Ingest Ingest `yaml:"ingest"`
+}
+
+// Ingest tunes event ingestion.
+type Ingest struct {
+	// MaxBodyBytes caps a request body (LEVY_INGEST_MAX_BODY_BYTES). Default 4 MiB.
+	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+	// MaxBatch caps the events of one request (LEVY_INGEST_MAX_BATCH). Default 1000.
+	MaxBatch int `yaml:"maxBatch"`
+	// DefaultPlan, when set, subscribes unknown customers to this plan on their first event
+	// (LEVY_INGEST_DEFAULT_PLAN). Empty (the default) rejects events of unknown customers.
+	DefaultPlan string `yaml:"defaultPlan"`
+	// MaxGroup caps how many events one group commit writes (LEVY_INGEST_MAX_GROUP). Default 5000.
+	MaxGroup int `yaml:"maxGroup"`
+}
+
+// Default returns the configuration with every default filled in.
+func Default() Config {
+	var c Config
+	c.fill()
+	return c
+}
+
+func (c *Config) fill() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:7070"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./levy-data"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	if c.SQLiteSynchronous == "" {
+		c.SQLiteSynchronous = "FULL"
+	}
+	if c.Ingest.MaxBodyBytes == 0 {
+		c.Ingest.MaxBodyBytes = 4 << 20
+	}
+	if c.Ingest.MaxBatch == 0 {
+		c.Ingest.MaxBatch = 1000
+	}
+	if c.Ingest.MaxGroup == 0 {
+		c.Ingest.MaxGroup = 5000
+	}
+}
+
+// Load reads the YAML file at path (if path is not empty), applies LEVY_* variables from
+// getenv, fills defaults and validates.
+func Load(path string, getenv func(string) string) (Config, error) {
+	var c Config
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, err
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	var errs []error
+	str := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	str("LEVY_ADDR", &c.Addr)
+	str("LEVY_DATA", &c.DataDir)
+	str("LEVY_DATABASE_URL", &c.DatabaseURL)
+	str("LEVY_REDIS_URL", &c.RedisURL)
+	str("LEVY_ADMIN_KEY", &c.AdminKey)
+	str("LEVY_LOG_LEVEL", &c.LogLevel)
+	str("LEVY_LOG_FORMAT", &c.LogFormat)
+	str("LEVY_SQLITE_SYNCHRONOUS", &c.SQLiteSynchronous)
+	str("LEVY_INGEST_DEFAULT_PLAN", &c.Ingest.DefaultPlan)
+	if v := getenv("LEVY_SHUTDOWN_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("LEVY_SHUTDOWN_TIMEOUT: %v", err))
+		}
+		c.ShutdownTimeout = d
+	}
+	intVar := func(name string, dst *int) {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: must be a whole number", name))
+			}
+			*dst = n
+		}
+	}
+	intVar("LEVY_INGEST_MAX_BATCH", &c.Ingest.MaxBatch)
+	intVar("LEVY_INGEST_MAX_GROUP", &c.Ingest.MaxGroup)
+	if v := getenv("LEVY_INGEST_MAX_BODY_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			errs = append(errs, errors.New("LEVY_INGEST_MAX_BODY_BYTES: must be a whole number"))
+		}
+		c.Ingest.MaxBodyBytes = n
+	}
+	c.fill()
+	if err := c.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return c, errors.Join(errs...)
+}
+
+// Validate reports every invalid field at once.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("logLevel: must be debug, info, warn or error (got %q)", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("logFormat: must be text or json (got %q)", c.LogFormat))
+	}
+	switch strings.ToUpper(c.SQLiteSynchronous) {
+	case "FULL", "NORMAL":
+	default:
+		errs = append(errs, fmt.Errorf("sqliteSynchronous: must be FULL or NORMAL (got %q)", c.SQLiteSynchronous))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, errors.New("shutdownTimeout: must not be negative"))
+	}
+	if c.Ingest.MaxBodyBytes < 1024 {
+		errs = append(errs, errors.New("ingest.maxBodyBytes: must be at least 1024"))
+	}
+	if c.Ingest.MaxBatch < 1 {
+		errs = append(errs, errors.New("ingest.maxBatch: must be at least 1"))
+	}
+	if c.Ingest.MaxGroup < 1 {
+		errs = append(errs, errors.New("ingest.maxGroup: must be at least 1"))
+	}
+	if c.AdminKey != "" && len(c.AdminKey) < 16 {
+		errs = append(errs, errors.New("adminKey: must be at least 16 characters"))
+	}
+	return errors.Join(errs...)
+}
