@@ -205,5 +205,5 @@ func TestFirstSchema(t *testing.T) {
 }
 
 func BenchmarkInsertEvents(b *testing.B) {
-	storetest.BenchmarkInsertEvents(b, openTest(b))
+	storetest.BenchmarkInsertEvents(b, func(b *testing.B) store.Store { return openTest(b) })
 }

@@ -233,6 +233,7 @@ func TestConcurrentWritersNeverBusy(t *testing.T) {
 }
 
 func BenchmarkInsertEvents(b *testing.B) {
-	s := openTemp(b, filepath.Join(b.TempDir(), "levy.db"))
-	storetest.BenchmarkInsertEvents(b, s)
+	storetest.BenchmarkInsertEvents(b, func(b *testing.B) store.Store {
+		return openTemp(b, filepath.Join(b.TempDir(), "levy.db"))
+	})
 }

@@ -10,13 +10,16 @@ import (
 	"github.com/levyhq/levy/internal/store"
 )
 
-// BenchmarkInsertEvents measures InsertEvents on s with compound events of 5 rated lines each,
-// spread over 50 customers with random correlation IDs, in batches of 100 (one batched request) and of 1000 (a group commit
-// of several requests), and reports events/s.
-func BenchmarkInsertEvents(b *testing.B, s store.Store) {
-	n := 0
+// BenchmarkInsertEvents measures InsertEvents with compound events of 5 rated lines each,
+// spread over 50 customers with random correlation IDs, in batches of 100 (one batched request)
+// and of 1000 (a group commit of several requests), each on a fresh store from open, and reports
+// events/s.
+func BenchmarkInsertEvents(b *testing.B, open func(b *testing.B) store.Store) {
 	for _, size := range []int{100, 1000} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) { benchInsert(b, s, size, &n) })
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			n := 0
+			benchInsert(b, open(b), size, &n)
+		})
 	}
 }
 
