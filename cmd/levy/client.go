@@ -194,14 +194,27 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return nil
 	case "revoke":
-		if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 1 {
+		// The ID may come before or after the flags.
+		rest, id := args[1:], ""
+		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+			id, rest = rest[0], rest[1:]
+		}
+		if err := fs.Parse(rest); err != nil {
+			return errUsage
+		}
+		if id == "" && fs.NArg() == 1 {
+			id = fs.Arg(0)
+		} else if fs.NArg() > 0 {
+			id = ""
+		}
+		if id == "" {
 			fmt.Fprintln(stderr, "levy keys revoke: give one key ID, e.g. levy keys revoke key_0123456789abcdef")
 			return errUsage
 		}
-		if err := cf.call(ctx, http.MethodDelete, "/v1/keys/"+url.PathEscape(fs.Arg(0)), "", nil, nil); err != nil {
+		if err := cf.call(ctx, http.MethodDelete, "/v1/keys/"+url.PathEscape(id), "", nil, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "revoked %s\n", fs.Arg(0))
+		fmt.Fprintf(stdout, "revoked %s\n", id)
 		return nil
 	}
 	fmt.Fprintln(stderr, usage)

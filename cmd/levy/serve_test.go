@@ -245,3 +245,68 @@ func checkAttribution(t *testing.T, s *server, p previewDoc) {
 }
 
 func itoa(n int) string { return money.QtyInt(int64(n)).String() }
+
+// TestClientCommands drives `levy apply` and `levy keys` against a running server: a key made
+// with the ingest scope can post events but not read them, and a revoked key is refused.
+func TestClientCommands(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data, nil)
+	catPath := filepath.Join(t.TempDir(), "catalog.yaml")
+	os.WriteFile(catPath, []byte(testCatalog), 0o600)
+	client := []string{"--url", s.url, "--data", data}
+
+	code, out, stderr := runCLI(t, append([]string{"apply", "-f", catPath}, client...)...)
+	if code != 0 || !strings.Contains(out, "catalog version 1 applied") || !strings.Contains(out, "plan pro") {
+		t.Fatalf("apply: %d %q %q", code, out, stderr)
+	}
+	code, out, stderr = runCLI(t, append([]string{"keys", "create", "--name", "gateway", "--scopes", "ingest"}, client...)...)
+	if code != 0 {
+		t.Fatalf("keys create: %d %q", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	secret := lines[len(lines)-1]
+	id := strings.Fields(lines[0])[1]
+	if !strings.HasPrefix(secret, "levy_") || !strings.HasPrefix(id, "key_") {
+		t.Fatalf("keys create printed %q", out)
+	}
+	s.do("PUT", "/v1/customers/c1", "application/json", `{"plan":"pro"}`, nil)
+	post := func(key string) int {
+		req, _ := http.NewRequest("POST", s.url+"/v1/events", strings.NewReader(`{"id":"k1","eventType":"x","customerId":"c1","measurements":[]}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	get := func(key string) int {
+		req, _ := http.NewRequest("GET", s.url+"/v1/events/k1", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := post(secret); c != 200 {
+		t.Errorf("ingest key posting: %d", c)
+	}
+	if c := get(secret); c != 403 {
+		t.Errorf("ingest key reading: %d, want 403", c)
+	}
+	code, out, _ = runCLI(t, append([]string{"keys", "list"}, client...)...)
+	if code != 0 || !strings.Contains(out, id) || !strings.Contains(out, "gateway") || strings.Contains(out, secret) {
+		t.Errorf("keys list: %d %q", code, out)
+	}
+	if code, _, stderr = runCLI(t, append([]string{"keys", "revoke", id}, client...)...); code != 0 {
+		t.Fatalf("revoke: %s", stderr)
+	}
+	if c := post(secret); c != 401 {
+		t.Errorf("revoked key: %d, want 401", c)
+	}
+	if code, _, stderr = runCLI(t, append([]string{"keys", "create", "--name", "x", "--scopes", "root"}, client...)...); code != 1 || !strings.Contains(stderr, "scopes") {
+		t.Errorf("bad scope: %d %q", code, stderr)
+	}
+}
