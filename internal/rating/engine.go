@@ -266,6 +266,7 @@ type slot struct {
 	latestAt time.Time
 	uniq     map[string]struct{}
 	amount   money.Decimal // raw cumulative amount so far (percentage of a property: the sum)
+	priced   bool          // amount is the cumulative price of qty (kept by Rate, not Accumulate)
 	started  bool
 	costs    []costQty
 }
@@ -510,19 +511,28 @@ func (r *Rater) feedSlot(st *State, cr *chargeRoute, m *catalog.Meter, v money.Q
 	sl.started = true
 	r.markReached(st, c)
 	if !incremental {
+		sl.priced = false
 		return Line{}
 	}
 	line := Line{Charge: c.Key, Group: cr.group, Type: LineUsage, Quantity: contributed.Decimal(), charge: c.Index}
-	if m == nil {
+	switch {
+	case m == nil:
 		line.Amount = sl.amount.Sub(beforeAmt)
-	} else {
+	case c.Model == catalog.PerUnit:
+		// Linear: the difference of the cumulative amounts is the contribution times the rate.
+		line.Amount = line.Quantity.Mul(p.UnitRate)
+	default:
 		after := Cumulative(c.Model, p, sl.qty.Decimal())
 		prev := money.Zero
 		if wasStarted {
-			prev = Cumulative(c.Model, p, before.Decimal())
+			if sl.priced {
+				prev = sl.amount // Cumulative(before), kept from the previous event
+			} else {
+				prev = Cumulative(c.Model, p, before.Decimal())
+			}
 		}
 		line.Amount = after.Sub(prev)
-		sl.amount = after
+		sl.amount, sl.priced = after, true
 	}
 	return line
 }
