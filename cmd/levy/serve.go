@@ -31,8 +31,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfgPath := fs.String("config", os.Getenv("LEVY_CONFIG"), "YAML configuration file")
 	addr := fs.String("addr", "", "listen address (LEVY_ADDR; default 127.0.0.1:7070)")
 	data := fs.String("data", "", "data directory (LEVY_DATA; default ./levy-data)")
+	cpuProf := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for benchmarks)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *cpuProf != "" {
+		stop, err := startCPUProfile(*cpuProf)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	cfg, err := config.Load(*cfgPath, os.Getenv)
 	if err != nil {
