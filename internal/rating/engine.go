@@ -25,9 +25,7 @@ type Rater struct {
 	chargesByMeter [][]*catalog.Charge
 	pctProperty    []*catalog.Charge // percentage-of-property charges
 	// dependents lists, per charge index, the percentage charges computed from it.
-	dependents  [][]*catalog.Charge
-	countMeters []*catalog.Meter
-	derived     []*catalog.Meter
+	dependents [][]*catalog.Charge
 	// props lists the properties routing reads (filters, price tables, cost filters).
 	props []string
 
@@ -83,14 +81,6 @@ func NewRater(cat *catalog.Catalog, plan *catalog.Plan) *Rater {
 		dependents:     make([][]*catalog.Charge, len(plan.Charges)),
 		slotIDs:        map[slotKey]int{},
 		routes:         map[string]*route{},
-	}
-	for _, m := range cat.Meters {
-		switch {
-		case m.Expr != nil:
-			r.derived = append(r.derived, m)
-		case m.Aggregation == catalog.Count && m.MetricKey == "":
-			r.countMeters = append(r.countMeters, m)
-		}
 	}
 	props := map[string]bool{}
 	for _, p := range plan.Properties {
