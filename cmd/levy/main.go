@@ -28,6 +28,7 @@ func commands() []command {
 		{"keys", "create, list and revoke API keys on a running server", runKeys},
 		{"simulate", "price a usage file on one or more plans of a catalog", runSimulate},
 		{"generate", "write a synthetic usage file (JSON lines or CSV)", runGenerate},
+		{"bench", "load-test a running server: levy bench ingest [--setup] [--batch 100] [--connections 8]", runBench},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) error {
 			fmt.Fprintln(stdout, "levy", version)
 			return nil
