@@ -48,6 +48,8 @@ type ingestRequest struct {
 	events []usage.Event
 	keys   []string
 	hashes [][]byte
+	props  [][]byte // properties as stored, per event
+	meas   [][]byte // measurements as stored, per event
 	done   chan ingestReply
 }
 
@@ -61,12 +63,18 @@ type ingestReply struct {
 // write: a batch already queued is still committed.
 func (s *Service) Ingest(ctx context.Context, events []usage.Event) (IngestResult, error) {
 	req := &ingestRequest{ctx: ctx, events: events, done: make(chan ingestReply, 1)}
+	// Everything that needs no shared state is done here, on the request's goroutine, so the
+	// single writer only looks up, rates and commits.
 	req.keys = make([]string, len(events))
 	req.hashes = make([][]byte, len(events))
+	req.props = make([][]byte, len(events))
+	req.meas = make([][]byte, len(events))
 	for i := range events {
 		req.keys[i] = events[i].Key()
 		h := sha256.Sum256(events[i].Canonical())
 		req.hashes[i] = h[:]
+		req.props[i] = events[i].AppendProperties(nil)
+		req.meas[i] = events[i].AppendMeasurements(nil)
 	}
 	select {
 	case s.queue <- req:
@@ -272,8 +280,8 @@ func (s *Service) rateGroup(ctx context.Context, group []*ingestRequest) ([]*pen
 				CorrelationID: ev.CorrelationID,
 				Timestamp:     ev.Timestamp,
 				ReceivedAt:    now,
-				Properties:    ev.AppendProperties(nil),
-				Measurements:  ev.AppendMeasurements(nil),
+				Properties:    r.props[j],
+				Measurements:  r.meas[j],
 				Unmetered:     res.Unmetered,
 				PlanVersionID: t.key.PlanVersionID,
 				PeriodStart:   t.p.Start,
