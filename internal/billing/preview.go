@@ -19,32 +19,7 @@ import (
 )
 
 // Invoice is an invoice in the simulator's shape, with attribution links.
-type Invoice struct {
-	CustomerID   string        `json:"customerId"`
-	Plan         string        `json:"plan"`
-	PlanVersion  int64         `json:"planVersion"`
-	PeriodStart  time.Time     `json:"periodStart"`
-	PeriodEnd    time.Time     `json:"periodEnd"`
-	Currency     string        `json:"currency"`
-	Lines        []InvoiceLine `json:"lines"`
-	PreciseTotal string        `json:"preciseTotal"`
-	Total        string        `json:"total"`
-	Cost         string        `json:"cost"`
-	Margin       string        `json:"margin"`
-	Events       int64         `json:"events"`
-}
-
-// InvoiceLine is one invoice line. Attribution links to the API calls behind a usage line.
-type InvoiceLine struct {
-	Charge        string `json:"charge"`
-	Group         string `json:"group,omitempty"`
-	Type          string `json:"type"`
-	Quantity      string `json:"quantity"`
-	PreciseAmount string `json:"preciseAmount"`
-	Amount        string `json:"amount"`
-	Cost          string `json:"cost,omitempty"`
-	Attribution   string `json:"attribution,omitempty"`
-}
+type Invoice = invoice.Document
 
 // open resolves the customer's open period at the service's clock.
 func (s *Service) open(ctx context.Context, customerID string) (*store.Customer, store.PeriodKey, *planRef, period.Period, error) {
@@ -75,38 +50,9 @@ func (s *Service) InvoicePreview(ctx context.Context, customerID string) (Invoic
 	priced := ref.rater.Price(ps.st)
 	ps.mu.Unlock()
 	f := invoice.Round(priced, ref.cat.Currency)
-	iv := Invoice{
-		CustomerID:   customerID,
-		Plan:         ref.plan.Key,
-		PlanVersion:  ref.version.Version,
-		PeriodStart:  p.Start.UTC(),
-		PeriodEnd:    p.End.UTC(),
-		Currency:     ref.cat.Currency.Code,
-		Lines:        make([]InvoiceLine, 0, len(f.Lines)),
-		PreciseTotal: f.PreciseTotal.String(),
-		Total:        f.Total.StringFixed(ref.cat.Currency.Minor),
-		Cost:         f.Cost.String(),
-		Margin:       f.Margin().String(),
-		Events:       f.Events,
-	}
-	for _, l := range f.Lines {
-		il := InvoiceLine{
-			Charge:        l.Charge,
-			Group:         l.Group,
-			Type:          string(l.Type),
-			Quantity:      l.Quantity.String(),
-			PreciseAmount: l.Amount.String(),
-			Amount:        l.Rounded.StringFixed(ref.cat.Currency.Minor),
-		}
-		if !l.Cost.IsZero() {
-			il.Cost = l.Cost.String()
-		}
-		if l.Attributable {
-			il.Attribution = AttributionLink(key, l.Charge, l.Group, string(l.Type))
-		}
-		iv.Lines = append(iv.Lines, il)
-	}
-	return iv, nil
+	return f.Document(customerID, ref.plan.Key, ref.version.Version, p, func(l rating.PricedLine) string {
+		return AttributionLink(key, l.Charge, l.Group, string(l.Type))
+	}), nil
 }
 
 // AttributionLink is the API path of a line's attribution.

@@ -11,7 +11,10 @@
 package invoice
 
 import (
+	"time"
+
 	"github.com/levyhq/levy/internal/money"
+	"github.com/levyhq/levy/internal/period"
 	"github.com/levyhq/levy/internal/rating"
 )
 
@@ -58,4 +61,73 @@ func Round(p rating.Priced, cur money.Currency) Figures {
 	}
 	f.Total = total
 	return f
+}
+
+// Document is an invoice in the JSON shape shared by `levy simulate --json` and the server's
+// invoice preview: exact amounts as decimal strings, rounded amounts with the currency's minor
+// digits.
+type Document struct {
+	CustomerID   string    `json:"customerId"`
+	Plan         string    `json:"plan"`
+	PlanVersion  int64     `json:"planVersion,omitempty"`
+	PeriodStart  time.Time `json:"periodStart"`
+	PeriodEnd    time.Time `json:"periodEnd"`
+	Currency     string    `json:"currency"`
+	Lines        []DocLine `json:"lines"`
+	PreciseTotal string    `json:"preciseTotal"`
+	Total        string    `json:"total"`
+	Cost         string    `json:"cost"`
+	Margin       string    `json:"margin"`
+	Events       int64     `json:"events"`
+}
+
+// DocLine is one invoice line of a Document. Attribution, when set, links to the API calls
+// behind the line.
+type DocLine struct {
+	Charge        string `json:"charge"`
+	Group         string `json:"group,omitempty"`
+	Type          string `json:"type"`
+	Quantity      string `json:"quantity"`
+	PreciseAmount string `json:"preciseAmount"`
+	Amount        string `json:"amount"`
+	Cost          string `json:"cost,omitempty"`
+	Attribution   string `json:"attribution,omitempty"`
+}
+
+// Document renders the figures of one (customer, plan, period). link, when not nil, gives the
+// attribution link of an attributable line.
+func (f *Figures) Document(customerID, plan string, planVersion int64, p period.Period, link func(l rating.PricedLine) string) Document {
+	minor := f.Currency.Minor
+	d := Document{
+		CustomerID:   customerID,
+		Plan:         plan,
+		PlanVersion:  planVersion,
+		PeriodStart:  p.Start.UTC(),
+		PeriodEnd:    p.End.UTC(),
+		Currency:     f.Currency.Code,
+		Lines:        make([]DocLine, 0, len(f.Lines)),
+		PreciseTotal: f.PreciseTotal.String(),
+		Total:        f.Total.StringFixed(minor),
+		Cost:         f.Cost.String(),
+		Margin:       f.Margin().String(),
+		Events:       f.Events,
+	}
+	for _, l := range f.Lines {
+		dl := DocLine{
+			Charge:        l.Charge,
+			Group:         l.Group,
+			Type:          string(l.Type),
+			Quantity:      l.Quantity.String(),
+			PreciseAmount: l.Amount.String(),
+			Amount:        l.Rounded.StringFixed(minor),
+		}
+		if !l.Cost.IsZero() {
+			dl.Cost = l.Cost.String()
+		}
+		if link != nil && l.Attributable {
+			dl.Attribution = link(l.PricedLine)
+		}
+		d.Lines = append(d.Lines, dl)
+	}
+	return d
 }

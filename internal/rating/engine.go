@@ -183,18 +183,9 @@ func (r *Rater) buildRoute(ev *usage.Event) *route {
 			}
 		}
 		for _, c := range r.chargesByMeter[m.Index] {
-			if !c.Filter.Match(ev) {
-				continue
+			if cr, ok := r.chargeRoute(c, ev); ok {
+				out.charges = append(out.charges, cr)
 			}
-			group := ""
-			if c.PriceBy != "" {
-				group, _ = ev.Get(c.PriceBy)
-			}
-			p := c.PricingFor(group)
-			if p == nil {
-				continue
-			}
-			out.charges = append(out.charges, chargeRoute{charge: c, group: group, pricing: p, slot: r.slot(c, group, p)})
 		}
 		return out
 	}
@@ -222,20 +213,29 @@ func (r *Rater) buildRoute(ev *usage.Event) *route {
 		if c.EventType != "" && c.EventType != ev.EventType {
 			continue
 		}
-		if !c.Filter.Match(ev) {
-			continue
+		if cr, ok := r.chargeRoute(c, ev); ok {
+			rt.pct = append(rt.pct, cr)
 		}
-		group := ""
-		if c.PriceBy != "" {
-			group, _ = ev.Get(c.PriceBy)
-		}
-		p := c.PricingFor(group)
-		if p == nil {
-			continue
-		}
-		rt.pct = append(rt.pct, chargeRoute{charge: c, group: group, pricing: p, slot: r.slot(c, group, p)})
 	}
 	return rt
+}
+
+// chargeRoute resolves how a charge prices an event: whether its filter matches, which
+// price-table group the event falls in, and that group's pricing (ok is false when the charge
+// does not price the event).
+func (r *Rater) chargeRoute(c *catalog.Charge, ev *usage.Event) (chargeRoute, bool) {
+	if !c.Filter.Match(ev) {
+		return chargeRoute{}, false
+	}
+	group := ""
+	if c.PriceBy != "" {
+		group, _ = ev.Get(c.PriceBy)
+	}
+	p := c.PricingFor(group)
+	if p == nil {
+		return chargeRoute{}, false
+	}
+	return chargeRoute{charge: c, group: group, pricing: p, slot: r.slot(c, group, p)}, true
 }
 
 // State holds one period's running figures for one customer on one plan.

@@ -7,8 +7,8 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
+	"github.com/levyhq/levy/internal/invoice"
 	"github.com/levyhq/levy/internal/money"
 )
 
@@ -22,30 +22,7 @@ type JSONReport struct {
 }
 
 // JSONInvoice is one invoice.
-type JSONInvoice struct {
-	CustomerID   string     `json:"customerId"`
-	Plan         string     `json:"plan"`
-	PeriodStart  time.Time  `json:"periodStart"`
-	PeriodEnd    time.Time  `json:"periodEnd"`
-	Currency     string     `json:"currency"`
-	Lines        []JSONLine `json:"lines"`
-	PreciseTotal string     `json:"preciseTotal"`
-	Total        string     `json:"total"`
-	Cost         string     `json:"cost"`
-	Margin       string     `json:"margin"`
-	Events       int64      `json:"events"`
-}
-
-// JSONLine is one invoice line.
-type JSONLine struct {
-	Charge        string `json:"charge"`
-	Group         string `json:"group,omitempty"`
-	Type          string `json:"type"`
-	Quantity      string `json:"quantity"`
-	PreciseAmount string `json:"preciseAmount"`
-	Amount        string `json:"amount"`
-	Cost          string `json:"cost,omitempty"`
-}
+type JSONInvoice = invoice.Document
 
 // JSONComparison compares plans per customer and in total.
 type JSONComparison struct {
@@ -124,34 +101,7 @@ func (r *Result) JSON() JSONReport {
 		Events: r.Events, Duplicates: r.Duplicates, Unmetered: r.Unmetered, Unpriced: r.Unpriced,
 	}}
 	for _, iv := range r.Invoices {
-		ji := JSONInvoice{
-			CustomerID:   iv.CustomerID,
-			Plan:         iv.Plan,
-			PeriodStart:  iv.Period.Start.UTC(),
-			PeriodEnd:    iv.Period.End.UTC(),
-			Currency:     cur.Code,
-			Lines:        make([]JSONLine, 0, len(iv.Lines)),
-			PreciseTotal: iv.PreciseTotal.String(),
-			Total:        iv.Total.StringFixed(cur.Minor),
-			Cost:         iv.Cost.String(),
-			Margin:       iv.Margin().String(),
-			Events:       iv.Events,
-		}
-		for _, l := range iv.Lines {
-			jl := JSONLine{
-				Charge:        l.Charge,
-				Group:         l.Group,
-				Type:          string(l.Type),
-				Quantity:      l.Quantity.String(),
-				PreciseAmount: l.Amount.String(),
-				Amount:        l.Rounded.StringFixed(cur.Minor),
-			}
-			if !l.Cost.IsZero() {
-				jl.Cost = l.Cost.String()
-			}
-			ji.Lines = append(ji.Lines, jl)
-		}
-		out.Invoices = append(out.Invoices, ji)
+		out.Invoices = append(out.Invoices, iv.Document(iv.CustomerID, iv.Plan, 0, iv.Period, nil))
 	}
 	if len(r.Plans) > 1 {
 		c := r.compare()
