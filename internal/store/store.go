@@ -77,7 +77,9 @@ type Store interface {
 	// sequence number (in slice order, increasing). ErrConflict, and nothing written, if any
 	// key is already stored.
 	InsertEvents(ctx context.Context, events []*EventRecord) error
-	// GetEvent returns the event with the ID, with its rated lines.
+	// GetEvent returns the event with the ID, with its rated lines. Only an event stored under
+	// the key IDKey(id) is found: that is the key every event with an ID must be stored under
+	// (drivers look events up by key and keep no index on the ID).
 	GetEvent(ctx context.Context, id string) (EventRecord, error)
 	// EventsByCorrelation returns the events with the correlation ID, oldest first, with lines.
 	EventsByCorrelation(ctx context.Context, correlationID string, limit int) ([]EventRecord, error)
@@ -92,6 +94,11 @@ type Store interface {
 	// the cursor, at most limit rows. The sums are exact.
 	Attribution(ctx context.Context, p AttributionParams) ([]AttributionRow, error)
 }
+
+// IDKey is the idempotency key of the event with the ID: "id:" + id. GetEvent finds an event by
+// this key, so an event with an ID must be stored under it (the billing layer's usage.Event.Key
+// does so).
+func IDKey(id string) string { return "id:" + id }
 
 // Scope is what an API key may do.
 type Scope string

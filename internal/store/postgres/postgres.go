@@ -3,10 +3,16 @@
 // Behaviour at the edges:
 //   - Durability: every write is one transaction committed with the server's synchronous_commit
 //     (on by default), so an acknowledged InsertEvents is on the server's disk. InsertEvents is
-//     two round trips: it takes its sequence numbers from events_seq, then sends both INSERTs in
-//     one pipelined implicit transaction.
-//   - Exact sums: amounts and quantities are unconstrained NUMERIC, written and read as decimal
-//     strings (never float64); Attribution sums them with SQL SUM over NUMERIC, which is exact.
+//     two round trips: it takes its sequence numbers from events_seq, then writes the batch with
+//     one COPY, which commits whole or not at all.
+//   - An event is one row: its rated lines are stored in it (the codec's Lines encoding, exact
+//     decimal strings), so ingest writes one heap tuple and four index entries per event. There
+//     is no index on the event ID: GetEvent looks up the key store.IDKey(id).
+//   - Exact sums: amounts and quantities are unconstrained NUMERIC (event totals) or exact
+//     decimal strings (lines), never float64. Attribution reads every event of the period
+//     through events_period and sums the matching lines in Go with exact decimals: a page
+//     costs O(events in the period), like ReplayPeriod, in exchange for no per-line rows or
+//     attribution index on the ingest path.
 //   - Sequence numbers increase in slice order within a batch and across batches that do not
 //     overlap in time; concurrent batches interleave, and seq order is not commit order.
 //   - Timestamps are BIGINT Unix nanoseconds, as in the sqlite driver; the zero time is stored as

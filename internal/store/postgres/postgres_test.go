@@ -127,7 +127,7 @@ func TestOpenCreatesSchemaAndMigratesOnce(t *testing.T) {
 	}
 
 	// Reopening applies nothing and keeps the data.
-	e := &store.EventRecord{Key: "k", ID: "k", EventType: "t", CustomerID: "c", Timestamp: time.Unix(1, 2),
+	e := &store.EventRecord{Key: store.IDKey("k"), ID: "k", EventType: "t", CustomerID: "c", Timestamp: time.Unix(1, 2),
 		Lines: []store.RatedLine{{Charge: "c", Amount: money.MustParse("12345678901234567890.5")}}}
 	if err := stores[0].InsertEvents(ctx, []*store.EventRecord{e}); err != nil {
 		t.Fatal(err)

@@ -12,8 +12,15 @@
 //     process writing the same file is waited for up to Options.BusyTimeout.
 //   - The writer keeps a 64 MiB page cache and checkpoints the WAL every ~40 MiB (10,000
 //     pages), so a checkpoint occasionally lengthens one commit; readers keep 16 MiB each.
+//   - An event is one row: its rated lines are stored in it (the codec's Lines encoding), and
+//     InsertEvents writes a batch with a prepared single-row INSERT per event in one
+//     transaction (single-row INSERTs need no statement journal, unlike multi-row ones). There
+//     is no index on the event ID: GetEvent looks up the key store.IDKey(id).
 //   - Exact sums: amounts and quantities are stored as exact decimal TEXT and summed in Go with
 //     money.Decimal; SQL SUM is never used on them (SQLite would convert them to floating point).
+//     Attribution reads every event of the period through events_period and sums the matching
+//     lines in Go: a page costs O(events in the period), like ReplayPeriod, in exchange for no
+//     per-line rows or attribution index on the ingest path.
 //   - Timestamps are INTEGER Unix nanoseconds; the zero time is stored as math.MinInt64 and
 //     instants outside int64 nanoseconds are rejected.
 //   - Text (IDs, keys, JSON) must be valid UTF-8 without NUL bytes, as in the postgres driver.
@@ -78,7 +85,7 @@ type Store struct {
 	w *sql.DB // one connection: every write
 	r *sql.DB // read-only pool
 
-	stmts stmtCache // multi-row INSERTs prepared on w
+	stmts stmtCache // the event INSERT, prepared on w
 
 	closeOnce sync.Once
 	closeErr  error
@@ -112,7 +119,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		readers = max(4, runtime.GOMAXPROCS(0))
 	}
 
-	// temp_store=MEMORY keeps statement journals (multi-row INSERTs) off temporary files.
+	// temp_store=MEMORY keeps any statement journal and temporary b-tree off temporary files.
 	common := path + "?_pragma=busy_timeout(" + strconv.FormatInt(busy.Milliseconds(), 10) + ")" +
 		"&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)"
 	// The writer gets a large page cache (an ingest batch dirties hundreds of index pages) and

@@ -115,7 +115,7 @@ func migrationRows(t *testing.T, path string) map[int64]int64 {
 
 func testEvent(key string) *store.EventRecord {
 	return &store.EventRecord{
-		Key: key, ID: key, EventType: "llm.completion", CustomerID: "cust", CorrelationID: "req-" + key,
+		Key: store.IDKey(key), ID: key, EventType: "llm.completion", CustomerID: "cust", CorrelationID: "req-" + key,
 		Timestamp: time.Date(2026, 11, 1, 1, 2, 3, 4, time.UTC), ReceivedAt: time.Date(2026, 11, 1, 1, 2, 3, 5, time.UTC),
 		PlanVersionID: 1, PeriodStart: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC),
 		Amount: money.MustParse("0.000000000123456789"),
@@ -189,11 +189,11 @@ func TestCommittedSurvivesWithoutClose(t *testing.T) {
 	}
 
 	s2 := openTemp(t, path)
-	found, err := s2.FindEvents(ctx, []string{"x", "y"})
+	found, err := s2.FindEvents(ctx, []string{"id:x", "id:y"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(found) != 2 || found["x"].Seq != evs[0].Seq || found["y"].Seq != evs[1].Seq {
+	if len(found) != 2 || found["id:x"].Seq != evs[0].Seq || found["id:y"].Seq != evs[1].Seq {
 		t.Fatalf("second handle found %v, want x=%d y=%d", found, evs[0].Seq, evs[1].Seq)
 	}
 	// The second handle writes too; the first one waits for the lock instead of failing.

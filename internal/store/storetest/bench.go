@@ -40,14 +40,15 @@ func benchInsert(b *testing.B, s store.Store, batchSize int, n *int) {
 		batch := make([]*store.EventRecord, batchSize)
 		for i := range batch {
 			*n++
-			key := fmt.Sprintf("bench-%d", *n)
+			id := fmt.Sprintf("bench-%d", *n)
+			key := store.IDKey(id)
 			ls := make([]store.RatedLine, lines)
 			for j := range ls {
 				ls[j] = store.RatedLine{Charge: charges[j], Group: "claude-sonnet-4-6", Type: "usage",
 					Quantity: qty, Amount: amount, Cost: amount}
 			}
 			batch[i] = &store.EventRecord{
-				Key: key, ContentHash: []byte("0123456789abcdef0123456789abcdef"), ID: key,
+				Key: key, ContentHash: []byte("0123456789abcdef0123456789abcdef"), ID: id,
 				EventType: "llm.completion", CustomerID: fmt.Sprintf("cust-%d", *n%50), CorrelationID: fmt.Sprintf("req_%016x", mix(uint64(*n))),
 				Timestamp: t0.Add(time.Duration(*n) * time.Millisecond), ReceivedAt: t0.Add(time.Duration(*n) * time.Millisecond),
 				Properties: props, Measurements: meas, PlanVersionID: 1, PeriodStart: t0, PeriodEnd: tEnd,

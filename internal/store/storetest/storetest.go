@@ -42,6 +42,7 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListEvents", testListEvents},
 		{"Attribution", testAttribution},
 		{"AttributionPagination", testAttributionPagination},
+		{"AttributionManyEvents", testAttributionManyEvents},
 		{"ConcurrentInsert", testConcurrentInsert},
 		{"InvalidTextLookups", testInvalidTextLookups},
 		{"CanceledContext", testCanceledContext},
@@ -639,7 +640,7 @@ func sameEvent(t *testing.T, got store.EventRecord, want *store.EventRecord, wit
 func testGetEventRoundTrip(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	ts := time.Date(2026, 11, 28, 19, 0, 0, 123456789, tokyo)
-	e := event("evt_01", "evt_01", "cust_abc", "req_abc123", ts, 7,
+	e := event(store.IDKey("evt_01"), "evt_01", "cust_abc", "req_abc123", ts, 7,
 		store.RatedLine{Charge: "sonnet_in", Group: "claude-sonnet-4-6", Type: "usage",
 			Quantity: dec("1500"), Amount: dec("0.000000000123456789"), Cost: dec("0.0045")},
 		store.RatedLine{Charge: "huge", Type: "usage",
@@ -670,6 +671,16 @@ func testGetEventRoundTrip(t *testing.T, s store.Store) {
 	mustIs(t, err, store.ErrNotFound, "get event with empty id")
 	_, err = s.GetEvent(ctx, "evt_missing")
 	mustIs(t, err, store.ErrNotFound, "get unknown event")
+	// GetEvent finds an event by its key, store.IDKey(id): an event with the ID stored under
+	// another key is not found, nor is one stored under the ID's key with another ID.
+	must(t, s.InsertEvents(ctx, []*store.EventRecord{
+		event("other-key", "evt_02", "cust_abc", "", ts, 7),
+		event(store.IDKey("evt_03"), "evt_04", "cust_abc", "", ts, 7),
+	}), "insert events with other keys")
+	for _, id := range []string{"evt_02", "evt_03", "evt_04"} {
+		_, err = s.GetEvent(ctx, id)
+		mustIs(t, err, store.ErrNotFound, "get event "+id+" not stored under IDKey(id)")
+	}
 
 	evs, err := s.EventsByCorrelation(ctx, "corr", 0)
 	must(t, err, "by correlation")
@@ -691,7 +702,7 @@ func testTimestampRange(t *testing.T, s store.Store) {
 		time.Date(2262, 1, 1, 23, 59, 59, 999999999, tokyo),
 	}
 	for i, ts := range times {
-		e := event(fmt.Sprintf("t%d", i), fmt.Sprintf("t%d", i), "cust", "", ts, 1)
+		e := event(store.IDKey(fmt.Sprintf("t%d", i)), fmt.Sprintf("t%d", i), "cust", "", ts, 1)
 		e.PeriodStart = ts
 		must(t, s.InsertEvents(ctx, []*store.EventRecord{e}), "insert")
 		got, err := s.GetEvent(ctx, e.ID)
@@ -783,7 +794,10 @@ func testReplayPeriod(t *testing.T, s store.Store) {
 	}
 	// fn may use the store while the replay runs.
 	err = s.ReplayPeriod(ctx, pk, func(e *store.EventRecord) error {
-		_, err := s.GetEvent(ctx, e.ID)
+		found, err := s.FindEvents(ctx, []string{e.Key})
+		if err == nil && found[e.Key].Seq != e.Seq {
+			err = fmt.Errorf("find %s during replay = %+v", e.Key, found)
+		}
 		return err
 	})
 	must(t, err, "replay calling the store")
@@ -946,6 +960,84 @@ func testAttributionPagination(t *testing.T, s store.Store) {
 	if len(rows) != 1 || rows[0].Key != "req-24" {
 		t.Errorf("after req-23 = %+v", rows)
 	}
+}
+
+// testAttributionManyEvents: thousands of compound events over many keys, paged in small pages,
+// add up exactly to sums computed here, and events with lines of other charges only do not count.
+func testAttributionManyEvents(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	pk := store.PeriodKey{CustomerID: "cust", PlanVersionID: 1, PeriodStart: t0}
+	const n, keys = 3000, 157
+	want := map[string]*store.AttributionRow{}
+	var evs []*store.EventRecord
+	for i := range n {
+		corr := fmt.Sprintf("req_%04d", (i*7919)%keys)
+		id := fmt.Sprintf("e%05d", i)
+		if i%10 == 3 {
+			corr = "" // attributed to "event:<id>"
+		}
+		amt := dec(fmt.Sprintf("%d.%018d", i%5-2, i*104729))
+		qty := dec(fmt.Sprintf("0.%03d", i%1000))
+		lines := []store.RatedLine{
+			{Charge: "other", Type: "usage", Quantity: dec("1"), Amount: dec("7")},
+			{Charge: "in", Group: "g", Type: "usage", Quantity: qty, Amount: amt},
+			{Charge: "in", Group: "g", Type: "maximum", Quantity: dec("1"), Amount: dec("7")},
+		}
+		if i%4 == 0 {
+			lines = lines[:1] // no line of the invoice line: not counted
+		}
+		e := event(store.IDKey(id), id, "cust", corr, t0.Add(time.Duration(i)), 1, lines...)
+		evs = append(evs, e)
+		if i%4 == 0 {
+			continue
+		}
+		k := e.AttributionKey()
+		r := want[k]
+		if r == nil {
+			r = &store.AttributionRow{Key: k, Quantity: money.Zero, Amount: money.Zero}
+			want[k] = r
+		}
+		r.Events++
+		r.Quantity = r.Quantity.Add(qty)
+		r.Amount = r.Amount.Add(amt)
+	}
+	for i := 0; i < len(evs); i += 500 {
+		must(t, s.InsertEvents(ctx, evs[i:min(i+500, len(evs))]), "insert")
+	}
+	var wantRows []store.AttributionRow
+	for _, r := range want {
+		wantRows = append(wantRows, *r)
+	}
+	slices.SortFunc(wantRows, func(a, b store.AttributionRow) int {
+		if a.Key < b.Key {
+			return -1
+		}
+		if a.Key > b.Key {
+			return 1
+		}
+		return 0
+	})
+	var got []store.AttributionRow
+	after := ""
+	for page := 0; ; page++ {
+		if page > len(wantRows) {
+			t.Fatal("pagination does not end")
+		}
+		rows, err := s.Attribution(ctx, store.AttributionParams{PeriodKey: pk, Charge: "in", Group: "g", Type: "usage", After: after, Limit: 7})
+		must(t, err, "page")
+		if len(rows) > 7 {
+			t.Fatalf("page of %d rows, limit 7", len(rows))
+		}
+		if len(rows) == 0 {
+			break
+		}
+		got = append(got, rows...)
+		after = rows[len(rows)-1].Key
+	}
+	sameRows(t, got, wantRows)
+	all, err := s.Attribution(ctx, store.AttributionParams{PeriodKey: pk, Charge: "in", Group: "g", Type: "usage"})
+	must(t, err, "all")
+	sameRows(t, all, wantRows)
 }
 
 func testConcurrentInsert(t *testing.T, s store.Store) {

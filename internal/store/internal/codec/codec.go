@@ -217,7 +217,6 @@ type Event struct {
 	EventType     string
 	CustomerID    string
 	CorrelationID string
-	AttrKey       string
 	TS            int64
 	ReceivedAt    int64
 	Properties    *string
@@ -228,27 +227,17 @@ type Event struct {
 	PeriodEnd     int64
 	Amount        string
 	Cost          string
-}
-
-// Line is a rated line's columns in storage form (with the event's columns it is indexed by).
-type Line struct {
-	Idx      int64
-	Charge   string
-	Group    string
-	Type     string
-	Quantity string
-	Amount   string
-	Cost     string
+	Lines         *string // the rated lines in the Lines encoding; NULL when there are none
 }
 
 // EncodeEvent validates e and converts it to storage form; i is its index in the batch.
-func EncodeEvent(i int, e *store.EventRecord) (Event, []Line, error) {
+func EncodeEvent(i int, e *store.EventRecord) (Event, error) {
 	var c Event
 	if e == nil {
-		return c, nil, fmt.Errorf("event %d: nil record", i)
+		return c, fmt.Errorf("event %d: nil record", i)
 	}
-	fail := func(err error) (Event, []Line, error) {
-		return Event{}, nil, fmt.Errorf("event %d (key %q): %w", i, e.Key, err)
+	fail := func(err error) (Event, error) {
+		return Event{}, fmt.Errorf("event %d (key %q): %w", i, e.Key, err)
 	}
 	if e.Key == "" {
 		return fail(fmt.Errorf("empty idempotency key"))
@@ -271,7 +260,6 @@ func EncodeEvent(i int, e *store.EventRecord) (Event, []Line, error) {
 	c.EventType = e.EventType
 	c.CustomerID = e.CustomerID
 	c.CorrelationID = e.CorrelationID
-	c.AttrKey = e.AttributionKey()
 	if c.TS, err = Time(e.Timestamp); err != nil {
 		return fail(fmt.Errorf("timestamp: %w", err))
 	}
@@ -296,23 +284,15 @@ func EncodeEvent(i int, e *store.EventRecord) (Event, []Line, error) {
 	}
 	c.Amount = Decimal(e.Amount)
 	c.Cost = Decimal(e.Cost)
-	lines := make([]Line, len(e.Lines))
-	for j, l := range e.Lines {
-		for _, f := range []struct{ name, v string }{{"charge", l.Charge}, {"group", l.Group}, {"type", l.Type}} {
-			if err := Text(fmt.Sprintf("line %d %s", j, f.name), f.v); err != nil {
-				return fail(err)
-			}
-		}
-		lines[j] = Line{
-			Idx: int64(j), Charge: l.Charge, Group: l.Group, Type: l.Type,
-			Quantity: Decimal(l.Quantity), Amount: Decimal(l.Amount), Cost: Decimal(l.Cost),
-		}
+	if c.Lines, err = Lines(e.Lines); err != nil {
+		return fail(err)
 	}
-	return c, lines, nil
+	return c, nil
 }
 
-// DecodeEvent converts storage form back into a record (without lines).
-func DecodeEvent(seq int64, c *Event) (store.EventRecord, error) {
+// DecodeEvent converts storage form back into a record. Its lines are decoded only when
+// withLines is set; otherwise Lines stays nil.
+func DecodeEvent(seq int64, c *Event, withLines bool) (store.EventRecord, error) {
 	e := store.EventRecord{
 		Seq:           seq,
 		Key:           c.Key,
@@ -341,21 +321,22 @@ func DecodeEvent(seq int64, c *Event) (store.EventRecord, error) {
 	if e.Cost, err = ParseDecimal(c.Cost); err != nil {
 		return e, err
 	}
+	if withLines && c.Lines != nil {
+		if e.Lines, err = ParseLines(*c.Lines); err != nil {
+			return e, err
+		}
+	}
 	return e, nil
 }
 
-// DecodeLine converts a stored line back.
-func DecodeLine(l *Line) (store.RatedLine, error) {
-	r := store.RatedLine{Charge: l.Charge, Group: l.Group, Type: l.Type}
-	var err error
-	if r.Quantity, err = ParseDecimal(l.Quantity); err != nil {
-		return r, err
+// AttributionKey is the key an event's lines are attributed to (store.EventRecord's
+// AttributionKey) from its stored columns.
+func AttributionKey(id *string, correlationID string) string {
+	if correlationID != "" {
+		return correlationID
 	}
-	if r.Amount, err = ParseDecimal(l.Amount); err != nil {
-		return r, err
+	if id == nil {
+		return "event:"
 	}
-	if r.Cost, err = ParseDecimal(l.Cost); err != nil {
-		return r, err
-	}
-	return r, nil
+	return "event:" + *id
 }

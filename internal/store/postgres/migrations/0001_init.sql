@@ -1,6 +1,6 @@
 -- Levy's durable store, PostgreSQL flavour. Keep parallel to sqlite/migrations/0001_init.sql:
 -- the same tables, columns and indexes. Timestamps are BIGINT Unix nanoseconds (the zero time is
--- -9223372036854775808); amounts and quantities are unconstrained NUMERIC, exact, so SUM is exact;
+-- -9223372036854775808); event amounts are unconstrained NUMERIC and rated lines exact decimal strings;
 -- JSON is TEXT, stored verbatim. Keys and identifiers use the "C" collation so they order by
 -- bytes, as in SQLite and Go, and cursors paginate the same way on both drivers.
 
@@ -51,6 +51,9 @@ CREATE INDEX subscriptions_customer ON subscriptions (customer_id, starts_at, id
 -- seq values are taken from events_seq by InsertEvents, in slice order.
 CREATE SEQUENCE events_seq;
 
+-- An event is one row: its rated lines are in lines, in the codec's length-prefixed Lines
+-- encoding (exact decimal strings), so an ingest batch writes one row and four index entries per
+-- event. Attribution reads the period's events through events_period and sums their lines in Go.
 CREATE TABLE events (
     seq             BIGINT NOT NULL PRIMARY KEY DEFAULT nextval('events_seq'),
     idem_key        TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -59,7 +62,6 @@ CREATE TABLE events (
     event_type      TEXT   NOT NULL,
     customer_id     TEXT COLLATE "C" NOT NULL,
     correlation_id  TEXT COLLATE "C" NOT NULL, -- '' when none
-    attr_key        TEXT COLLATE "C" NOT NULL, -- correlation_id, or 'event:' || id
     ts              BIGINT NOT NULL,
     received_at     BIGINT NOT NULL,
     properties      TEXT,                      -- JSON object
@@ -69,35 +71,14 @@ CREATE TABLE events (
     period_start    BIGINT NOT NULL,
     period_end      BIGINT NOT NULL,
     amount          NUMERIC NOT NULL,
-    cost            NUMERIC NOT NULL
+    cost            NUMERIC NOT NULL,
+    lines           TEXT                       -- rated lines (codec.Lines), NULL when none
 );
 
 ALTER SEQUENCE events_seq OWNED BY events.seq;
 
+-- No index on id: GetEvent looks events up by idem_key = 'id:' || id. Events without a
+-- correlation ID are left out of events_correlation.
 CREATE INDEX events_period      ON events (customer_id, plan_version_id, period_start, seq);
 CREATE INDEX events_customer_ts ON events (customer_id, ts, seq);
-CREATE INDEX events_correlation ON events (correlation_id, ts, seq);
-CREATE INDEX events_id          ON events (id) WHERE id IS NOT NULL;
-
--- One row per (event, charge); the event's period key and attribution key are copied here so
--- attribution is one index range scan. No foreign key to events: lines are written only by
--- InsertEvents, in the transaction that writes their event, and a per-row referential check
--- would cost more than the rest of the line's insert.
-CREATE TABLE rated_lines (
-    event_seq       BIGINT NOT NULL,
-    idx             INTEGER NOT NULL,
-    customer_id     TEXT COLLATE "C" NOT NULL,
-    plan_version_id BIGINT NOT NULL,
-    period_start    BIGINT NOT NULL,
-    charge          TEXT COLLATE "C" NOT NULL,
-    grp             TEXT COLLATE "C" NOT NULL,
-    type            TEXT COLLATE "C" NOT NULL,
-    attr_key        TEXT COLLATE "C" NOT NULL,
-    quantity        NUMERIC NOT NULL,
-    amount          NUMERIC NOT NULL,
-    cost            NUMERIC NOT NULL,
-    PRIMARY KEY (event_seq, idx)
-);
-
-CREATE INDEX rated_lines_attribution
-    ON rated_lines (customer_id, plan_version_id, period_start, charge, grp, type, attr_key);
+CREATE INDEX events_correlation ON events (correlation_id, ts, seq) WHERE correlation_id <> '';

@@ -47,7 +47,10 @@ CREATE TABLE subscriptions (
 
 CREATE INDEX subscriptions_customer ON subscriptions (customer_id, starts_at, id);
 
--- seq is assigned by InsertEvents (AUTOINCREMENT: never reused).
+-- seq is assigned by InsertEvents (AUTOINCREMENT: never reused). An event is one row: its rated
+-- lines are in lines, in the codec's length-prefixed Lines encoding (exact decimal strings), so
+-- an ingest batch writes one row and four index entries per event. Attribution reads the
+-- period's events through events_period and sums their lines in Go.
 CREATE TABLE events (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
     idem_key        TEXT    NOT NULL UNIQUE,
@@ -56,7 +59,6 @@ CREATE TABLE events (
     event_type      TEXT    NOT NULL,
     customer_id     TEXT    NOT NULL,
     correlation_id  TEXT    NOT NULL, -- '' when none
-    attr_key        TEXT    NOT NULL, -- correlation_id, or 'event:' || id
     ts              INTEGER NOT NULL,
     received_at     INTEGER NOT NULL,
     properties      TEXT,             -- JSON object
@@ -66,33 +68,12 @@ CREATE TABLE events (
     period_start    INTEGER NOT NULL,
     period_end      INTEGER NOT NULL,
     amount          TEXT    NOT NULL,
-    cost            TEXT    NOT NULL
+    cost            TEXT    NOT NULL,
+    lines           TEXT              -- rated lines (codec.Lines), NULL when none
 ) STRICT;
 
+-- No index on id: GetEvent looks events up by idem_key = 'id:' || id. Events without a
+-- correlation ID are left out of events_correlation.
 CREATE INDEX events_period      ON events (customer_id, plan_version_id, period_start, seq);
 CREATE INDEX events_customer_ts ON events (customer_id, ts, seq);
-CREATE INDEX events_correlation ON events (correlation_id, ts, seq);
-CREATE INDEX events_id          ON events (id) WHERE id IS NOT NULL;
-
--- One row per (event, charge); the event's period key and attribution key are copied here so
--- attribution is one index range scan. No foreign key to events: lines are written only by
--- InsertEvents, in the transaction that writes their event, and a per-row referential check
--- would cost more than the rest of the line's insert.
-CREATE TABLE rated_lines (
-    event_seq       INTEGER NOT NULL,
-    idx             INTEGER NOT NULL,
-    customer_id     TEXT    NOT NULL,
-    plan_version_id INTEGER NOT NULL,
-    period_start    INTEGER NOT NULL,
-    charge          TEXT    NOT NULL,
-    grp             TEXT    NOT NULL,
-    type            TEXT    NOT NULL,
-    attr_key        TEXT    NOT NULL,
-    quantity        TEXT    NOT NULL,
-    amount          TEXT    NOT NULL,
-    cost            TEXT    NOT NULL,
-    PRIMARY KEY (event_seq, idx)
-) STRICT, WITHOUT ROWID;
-
-CREATE INDEX rated_lines_attribution
-    ON rated_lines (customer_id, plan_version_id, period_start, charge, grp, type, attr_key);
+CREATE INDEX events_correlation ON events (correlation_id, ts, seq) WHERE correlation_id <> '';
