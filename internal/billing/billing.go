@@ -98,21 +98,48 @@ func New(st store.Store, log *slog.Logger, opts Options) *Service {
 }
 
 // Run runs the ingestion writer until ctx is done, then finishes the requests already queued.
+//
+// The writer is pipelined: while one group's transaction commits, the next group is gathered,
+// checked and rated (on the running states, which already hold the committing group). At most
+// one commit is in flight; replies go out when their commit returns. If a commit fails, the
+// group rated on top of it is rated again from the ledger before it is committed.
 func (s *Service) Run(ctx context.Context) {
 	defer close(s.stopped)
+	var prev *inflight
+	for {
+		var req *ingestRequest
+		if prev == nil {
+			select {
+			case req = <-s.queue:
+			case <-ctx.Done():
+				s.drain()
+				return
+			}
+		} else {
+			select {
+			case req = <-s.queue:
+			case err := <-prev.done:
+				s.finish(prev, err)
+				prev = nil
+				continue
+			case <-ctx.Done():
+				s.finish(prev, <-prev.done)
+				s.drain()
+				return
+			}
+		}
+		prev = s.step(s.gather(req), prev)
+	}
+}
+
+// drain processes what is still queued, one group at a time, without pipelining.
+func (s *Service) drain() {
 	for {
 		select {
 		case req := <-s.queue:
 			s.processGroup(s.gather(req))
-		case <-ctx.Done():
-			for {
-				select {
-				case req := <-s.queue:
-					s.processGroup(s.gather(req))
-				default:
-					return
-				}
-			}
+		default:
+			return
 		}
 	}
 }

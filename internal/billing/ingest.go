@@ -115,41 +115,111 @@ type pending struct {
 	records []*store.EventRecord
 }
 
+// inflight is a rated group whose commit is running.
+type inflight struct {
+	group   []*ingestRequest
+	work    []*pending
+	touched map[store.PeriodKey]bool
+	keys    map[string][]byte // idempotency keys being written, with their content hashes
+	done    chan error
+}
+
+// step rates a group while prev (if any) commits, then waits for prev and starts this group's
+// commit. It returns the group now in flight, or nil when the group was settled synchronously.
+func (s *Service) step(group []*ingestRequest, prev *inflight) *inflight {
+	ctx := context.Background()
+	var prior map[string][]byte
+	if prev != nil {
+		prior = prev.keys
+	}
+	work, touched, keys, err := s.rateGroup(ctx, group, prior)
+	if prev != nil {
+		perr := <-prev.done
+		s.finish(prev, perr)
+		if perr != nil {
+			// This group was rated on states that held prev's events: rate it again.
+			s.dropStates(touched)
+			s.processGroup(group)
+			return nil
+		}
+	}
+	if err != nil {
+		s.dropStates(touched)
+		s.reply(group, work, err)
+		return nil
+	}
+	in := &inflight{group: group, work: work, touched: touched, keys: keys, done: make(chan error, 1)}
+	go func() { in.done <- s.commit(ctx, work) }()
+	return in
+}
+
+// finish answers a group whose commit returned err. A conflict (another node stored a key
+// between lookup and insert) is settled by processing the group again.
+func (s *Service) finish(in *inflight, err error) {
+	if err != nil {
+		s.dropStates(in.touched)
+		if errors.Is(err, store.ErrConflict) {
+			s.processGroup(in.group)
+			return
+		}
+	}
+	s.reply(in.group, in.work, err)
+}
+
+func (s *Service) dropStates(touched map[store.PeriodKey]bool) {
+	for key := range touched {
+		s.dropState(key)
+	}
+}
+
+// processGroup rates and commits a group synchronously, looking keys up again once after a
+// conflict.
 func (s *Service) processGroup(group []*ingestRequest) {
 	ctx := context.Background()
 	for attempt := 0; ; attempt++ {
-		work, touched, err := s.rateGroup(ctx, group)
+		work, touched, _, err := s.rateGroup(ctx, group, nil)
 		if err == nil {
 			err = s.commit(ctx, work)
 		}
 		if err != nil {
-			for key := range touched {
-				s.dropState(key)
-			}
+			s.dropStates(touched)
 		}
 		if errors.Is(err, store.ErrConflict) && attempt == 0 {
 			// Another writer stored one of these keys between lookup and insert: look again.
 			continue
 		}
-		for _, w := range work {
-			switch {
-			case w.err != nil:
-				s.count("rejected", len(w.req.events))
-				w.req.done <- ingestReply{err: w.err}
-			case err != nil && len(w.records) > 0:
-				s.count("rejected", len(w.req.events))
-				s.log.Error("ingest commit failed", "err", err, "events", len(w.req.events))
-				w.req.done <- ingestReply{err: problem.New(problem.Unavailable, "the ledger could not be written; retry the request")}
-			default:
-				s.count("accepted", w.res.Accepted)
-				s.count("duplicate", w.res.Duplicates)
-				w.req.done <- ingestReply{res: w.res}
-			}
-		}
-		if err != nil && s.opts.Metrics != nil {
-			s.opts.Metrics.CommitFails.Inc()
-		}
+		s.reply(group, work, err)
 		return
+	}
+}
+
+// reply answers every request of a group: its own rejection, the commit's or the rating's
+// failure, or its result. Requests the rating did not reach (it failed first) get the failure.
+func (s *Service) reply(group []*ingestRequest, work []*pending, err error) {
+	for i, r := range group {
+		var w *pending
+		if i < len(work) {
+			w = work[i]
+		}
+		if w == nil {
+			w = &pending{req: r, records: []*store.EventRecord{nil}}
+		}
+		switch {
+		case w.err != nil:
+			s.count("rejected", len(w.req.events))
+			w.req.done <- ingestReply{err: w.err}
+		case err != nil && len(w.records) > 0:
+			s.count("rejected", len(w.req.events))
+			s.log.Error("ingest commit failed", "err", err, "events", len(w.req.events))
+			w.req.done <- ingestReply{err: problem.New(problem.Unavailable, "the ledger could not be written; retry the request")}
+		default:
+			s.count("accepted", w.res.Accepted)
+			s.count("duplicate", w.res.Duplicates)
+			w.req.done <- ingestReply{res: w.res}
+		}
+	}
+	if err != nil && s.opts.Metrics != nil {
+		s.opts.Metrics.CommitFails.Inc()
 	}
 }
 
@@ -161,14 +231,20 @@ func (s *Service) count(outcome string, n int) {
 
 // rateGroup checks idempotency for the whole group, resolves and rates each request's new
 // events, and returns the work with the set of period states it changed.
-func (s *Service) rateGroup(ctx context.Context, group []*ingestRequest) ([]*pending, map[store.PeriodKey]bool, error) {
+func (s *Service) rateGroup(ctx context.Context, group []*ingestRequest, prior map[string][]byte) ([]*pending, map[store.PeriodKey]bool, map[string][]byte, error) {
 	var keys []string
 	for _, r := range group {
 		keys = append(keys, r.keys...)
 	}
 	stored, err := s.store.FindEvents(ctx, keys)
 	if err != nil {
-		return nil, nil, fmt.Errorf("look up idempotency keys: %w", err)
+		return nil, nil, nil, fmt.Errorf("look up idempotency keys: %w", err)
+	}
+	// The keys of the group still committing count as stored.
+	for k, h := range prior {
+		if _, ok := stored[k]; !ok {
+			stored[k] = store.StoredKey{ContentHash: h}
+		}
 	}
 	inGroup := map[string][]byte{}
 	touched := map[store.PeriodKey]bool{}
@@ -230,7 +306,7 @@ func (s *Service) rateGroup(ctx context.Context, group []*ingestRequest) ([]*pen
 			ev := &r.events[j]
 			c, err := s.customerFor(ctx, ev)
 			if err != nil {
-				return work, touched, err
+				return work, touched, inGroup, err
 			}
 			if c == nil {
 				bad = append(bad, problem.Field{Index: problem.At(j), Field: "customerId", Message: fmt.Sprintf("unknown customer %q: create it with PUT /v1/customers/{id}", ev.CustomerID)})
@@ -242,7 +318,7 @@ func (s *Service) rateGroup(ctx context.Context, group []*ingestRequest) ([]*pen
 				continue
 			}
 			if err != nil {
-				return work, touched, err
+				return work, touched, inGroup, err
 			}
 			targets[j] = target{key, ref, p}
 		}
@@ -260,13 +336,13 @@ func (s *Service) rateGroup(ctx context.Context, group []*ingestRequest) ([]*pen
 			t := targets[j]
 			ps, err := s.state(ctx, t.key, t.ref, t.p)
 			if err != nil {
-				return work, touched, err
+				return work, touched, inGroup, err
 			}
 			touched[t.key] = true
 			res, err := t.ref.rater.Rate(ps.st, ev)
 			if err != nil {
 				ps.mu.Unlock()
-				return work, touched, fmt.Errorf("rate event %d: %w", j, err)
+				return work, touched, inGroup, fmt.Errorf("rate event %d: %w", j, err)
 			}
 			amount := res.Amount()
 			ps.spend = ps.spend.Add(amount)
@@ -303,7 +379,7 @@ func (s *Service) rateGroup(ctx context.Context, group []*ingestRequest) ([]*pen
 			w.res.Accepted++
 		}
 	}
-	return work, touched, nil
+	return work, touched, inGroup, nil
 }
 
 // customerFor returns the event's customer, creating it on the default plan when configured.
