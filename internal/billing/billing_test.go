@@ -270,3 +270,67 @@ func TestConcurrentDuplicates(t *testing.T) {
 		t.Errorf("spend %+v", sp)
 	}
 }
+
+// failingStore fails the next n InsertEvents calls, as a full disk or a lost database would.
+type failingStore struct {
+	store.Store
+	mu   sync.Mutex
+	fail int
+}
+
+func (f *failingStore) InsertEvents(ctx context.Context, evs []*store.EventRecord) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail > 0 {
+		f.fail--
+		return errors.New("disk full")
+	}
+	return f.Store.InsertEvents(ctx, evs)
+}
+
+// TestCommitFailure: when the ledger cannot be written, the request gets 503 and nothing of it
+// survives in the running figures; the retry is rated as if the failure never happened.
+func TestCommitFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "levy.db")
+	st, err := sqlite.Open(context.Background(), path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fs := &failingStore{Store: st}
+	svc := New(fs, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Now: func() time.Time { return time.Date(2026, 11, 15, 0, 0, 0, 0, time.UTC) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); <-svc.Stopped() }()
+	go svc.Run(ctx)
+	const cat = `currency: USD
+meters: [{key: tokens}]
+plans:
+  - key: pro
+    charges:
+      - {key: tok, meter: tokens, model: graduated, tiers: [{upTo: 100, unitPrice: "1"}, {unitPrice: "0.5"}]}
+`
+	if _, err := svc.ApplyCatalog(ctx, []byte(cat)); err != nil {
+		t.Fatal(err)
+	}
+	svc.PutCustomer(ctx, "c1", CustomerInput{Plan: "pro"})
+	at := time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)
+	if _, err := svc.Ingest(ctx, []usage.Event{event("a", "c1", at, 90)}); err != nil {
+		t.Fatal(err)
+	}
+	fs.mu.Lock()
+	fs.fail = 1
+	fs.mu.Unlock()
+	_, err = svc.Ingest(ctx, []usage.Event{event("b", "c1", at, 50)})
+	if problem.KindOf(err) != problem.Unavailable {
+		t.Fatalf("failed commit answered %v, want Unavailable", err)
+	}
+	// The retry starts from 90 tokens (b was never stored): 10 × 1 + 40 × 0.5 = 30.
+	res, err := svc.Ingest(ctx, []usage.Event{event("b", "c1", at, 50)})
+	if err != nil || res.Accepted != 1 || res.Events[0].Amount != "30" {
+		t.Fatalf("retry: %+v %v", res, err)
+	}
+	sp, _ := svc.Spend(ctx, "c1")
+	if sp.Spend != "120" || sp.Events != 2 {
+		t.Errorf("spend %+v, want 120 over 2 events", sp)
+	}
+}

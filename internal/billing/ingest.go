@@ -201,10 +201,10 @@ func (s *Service) reply(group []*ingestRequest, work []*pending, err error) {
 		if i < len(work) {
 			w = work[i]
 		}
-		if w == nil {
-			w = &pending{req: r, records: []*store.EventRecord{nil}}
-		}
 		switch {
+		case w == nil: // the group failed before this request was reached
+			s.count("rejected", len(r.events))
+			r.done <- ingestReply{err: problem.New(problem.Unavailable, "the ledger could not be read or written; retry the request")}
 		case w.err != nil:
 			s.count("rejected", len(w.req.events))
 			w.req.done <- ingestReply{err: w.err}
