@@ -231,7 +231,7 @@ func (p *progressBar) update(n int64) {
 		done = width
 	}
 	bar := strings.Repeat("=", done) + strings.Repeat(" ", width-done)
-	fmt.Fprintf(p.w, "\r[%s] %3d%%  %d MiB/s   ", bar, n*100/p.total, rate)
+	fmt.Fprintf(p.w, "\r[%s] %3d%%  %d MiB/s   ", bar, min(n*100/p.total, 100), rate)
 }
 
 func (p *progressBar) done() {
