@@ -78,13 +78,16 @@ func Load(data []byte) (*Catalog, error) {
 
 var (
 	unknownField = regexp.MustCompile(`field (\S+) not found in type catalog\.(\w+)`)
-	wrongShape   = regexp.MustCompile(`cannot unmarshal !!(\w+)( \S+)? into (\S+)`)
+	// wrongShape matches "cannot unmarshal !!str `maybe` into bool": the YAML kind, the value
+	// (scalars only; cut to 7 bytes and "..." when longer than 10) and the Go type.
+	wrongShape = regexp.MustCompile("(?s)cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
 )
 
 // docNames names the document's types as a catalog author knows them.
 var docNames = map[string]string{
 	"Document": "the catalog", "MeterDoc": "a meter", "CostDoc": "a cost entry", "PlanDoc": "a plan",
 	"LimitsDoc": "limits", "ChargeDoc": "a charge", "PricingDoc": "a price", "TierDoc": "a tier", "OfDoc": "of",
+	"TiersDoc": "tiers", "SpendTierDoc": "a spend tier", "GuardRuleDoc": "a margin guard rule",
 }
 
 var lineOf = regexp.MustCompile(`^line (\d+): `)
@@ -98,13 +101,13 @@ func locate(root *yaml.Node, msg string) Problem {
 	}
 	line, _ := strconv.Atoi(m[1])
 	rest := plainYAMLError(strings.TrimPrefix(msg, m[0]))
-	key, kind := "", ""
+	key, kind, value := "", "", ""
 	if sub := unknownField.FindStringSubmatch(strings.TrimPrefix(msg, m[0])); sub != nil {
 		key = sub[1]
 	} else if sub := wrongShape.FindStringSubmatch(msg); sub != nil {
-		kind = sub[1]
+		kind, value = sub[1], sub[2]
 	}
-	if path := pathAt(root, "", line, key, kind); path != "" {
+	if path := pathAt(root, "", line, key, kind, value); path != "" {
 		if key != "" {
 			return Problem{Path: path, Message: "is not a known key"}
 		}
@@ -114,12 +117,13 @@ func locate(root *yaml.Node, msg string) Problem {
 }
 
 // pathAt finds the path of the mapping key named key on line or, with key "", of the entry
-// whose value starts on line and has the YAML kind named by kind (map, seq or a scalar tag).
-func pathAt(n *yaml.Node, path string, line int, key, kind string) string {
+// whose value starts on line and has the YAML kind named by kind (map, seq or a scalar tag) and,
+// for a scalar when value is not "", that value as the decoder quotes it.
+func pathAt(n *yaml.Node, path string, line int, key, kind, value string) string {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
-			if p := pathAt(c, path, line, key, kind); p != "" {
+			if p := pathAt(c, path, line, key, kind, value); p != "" {
 				return p
 			}
 		}
@@ -133,16 +137,16 @@ func pathAt(n *yaml.Node, path string, line int, key, kind string) string {
 			if key != "" && k.Line == line && k.Value == key {
 				return p
 			}
-			if key == "" && v.Line == line && kindIs(v, kind) {
+			if key == "" && v.Line == line && kindIs(v, kind) && valueIs(v, value) {
 				return p
 			}
-			if q := pathAt(v, p, line, key, kind); q != "" {
+			if q := pathAt(v, p, line, key, kind, value); q != "" {
 				return q
 			}
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			if q := pathAt(c, fmt.Sprintf("%s[%d]", path, i), line, key, kind); q != "" {
+			if q := pathAt(c, fmt.Sprintf("%s[%d]", path, i), line, key, kind, value); q != "" {
 				return q
 			}
 		}
@@ -160,6 +164,18 @@ func kindIs(v *yaml.Node, kind string) bool {
 		return true
 	}
 	return v.Kind == yaml.ScalarNode && v.ShortTag() == "!!"+kind
+}
+
+// valueIs reports whether a scalar's text is value as a decoding message quotes it: whole when
+// short, its first 7 bytes and "..." when longer than 10. An empty value matches anything.
+func valueIs(v *yaml.Node, value string) bool {
+	if value == "" || v.Kind != yaml.ScalarNode {
+		return true
+	}
+	if len(v.Value) > 10 {
+		return len(value) == 10 && strings.HasSuffix(value, "...") && strings.HasPrefix(v.Value, value[:7])
+	}
+	return v.Value == value
 }
 
 // plainYAMLError rewrites a YAML decoding message without Go type names.
@@ -183,6 +199,8 @@ func plainYAMLError(msg string) string {
 			target = "an object"
 		case t == "string":
 			target = "a string"
+		case t == "bool":
+			target = "true or false"
 		default:
 			if n, ok := docNames[strings.TrimPrefix(t, "catalog.")]; ok {
 				target = n
@@ -268,6 +286,10 @@ func Build(doc *Document) (*Catalog, error) {
 		c.planByKey[p.Key] = p
 		c.Plans = append(c.Plans, p)
 	}
+	if doc.Tiers != nil {
+		b.buildTiers(c, doc.Tiers)
+	}
+	b.buildGuard(c, doc.MarginGuard)
 	if len(b.problems) > 0 {
 		return nil, &ValidationError{Problems: b.problems}
 	}

@@ -16,6 +16,14 @@
 //   - A meter without `aggregation` sums. A derived meter (with `expression`) is fed by every event
 //     that carries at least one of the measurements its formula reads (and matches its eventType
 //     when one is given).
+//   - Spend tiers: `threshold` is inclusive (a basis spend equal to it reaches the tier) and
+//     strictly increasing over the tiers that are not manual, in ladder order; the first of them
+//     has threshold 0 and is where every customer starts. Manual tiers have no threshold and are
+//     reached only by a per-customer override. `discount` is a percent in [0, 100);
+//     `limitMultiplier` (> 0) scales the plan limits a tier does not set itself, whole-number
+//     limits rounded down (package tier applies it). `basis` defaults to periodSpend.
+//   - Margin guard: every comparison of Breached is exact and uses no division; equal to a
+//     maximum does not trip, below a minimum margin does. coolDown defaults to 15m.
 package catalog
 
 import (
@@ -55,7 +63,11 @@ type Catalog struct {
 	Meters   []*Meter
 	Costs    []*Cost
 	Plans    []*Plan
-	Document *Document
+	// Tiers is the spend-tier ladder; nil when the catalog has none.
+	Tiers *Tiers
+	// MarginGuard lists the margin-guard rules in document order.
+	MarginGuard []*GuardRule
+	Document    *Document
 
 	meterByKey map[string]*Meter
 	planByKey  map[string]*Plan

@@ -15,6 +15,41 @@ type Document struct {
 	Meters   []MeterDoc `yaml:"meters,omitempty" json:"meters,omitempty"`
 	Costs    []CostDoc  `yaml:"costs,omitempty" json:"costs,omitempty"`
 	Plans    []PlanDoc  `yaml:"plans,omitempty" json:"plans,omitempty"`
+	// Tiers is the spend-tier ladder; nil means the catalog has none.
+	Tiers *TiersDoc `yaml:"tiers,omitempty" json:"tiers,omitempty"`
+	// MarginGuard lists the breakers the authorize path trips when cost outruns price.
+	MarginGuard []GuardRuleDoc `yaml:"marginGuard,omitempty" json:"marginGuard,omitempty"`
+}
+
+// TiersDoc declares the spend-tier ladder that promotes customers as their spend grows.
+type TiersDoc struct {
+	Basis  string         `yaml:"basis,omitempty" json:"basis,omitempty"`
+	Ladder []SpendTierDoc `yaml:"ladder,omitempty" json:"ladder,omitempty"`
+}
+
+// SpendTierDoc declares one rung of the spend-tier ladder.
+type SpendTierDoc struct {
+	Key             string     `yaml:"key" json:"key"`
+	Name            string     `yaml:"name,omitempty" json:"name,omitempty"`
+	Threshold       *Dec       `yaml:"threshold,omitempty" json:"threshold,omitempty"`
+	Manual          bool       `yaml:"manual,omitempty" json:"manual,omitempty"`
+	Limits          *LimitsDoc `yaml:"limits,omitempty" json:"limits,omitempty"`
+	LimitMultiplier *Dec       `yaml:"limitMultiplier,omitempty" json:"limitMultiplier,omitempty"`
+	Discount        *Dec       `yaml:"discount,omitempty" json:"discount,omitempty"`
+}
+
+// GuardRuleDoc declares one margin-guard rule. Task rules use maxCost and/or maxCostToPrice
+// (with minCost); customer rules use minMargin and afterSpend. CoolDown is a Go duration
+// ("10m", "1h30m").
+type GuardRuleDoc struct {
+	Key            string `yaml:"key" json:"key"`
+	Scope          string `yaml:"scope" json:"scope"`
+	MaxCost        *Dec   `yaml:"maxCost,omitempty" json:"maxCost,omitempty"`
+	MaxCostToPrice *Dec   `yaml:"maxCostToPrice,omitempty" json:"maxCostToPrice,omitempty"`
+	MinCost        *Dec   `yaml:"minCost,omitempty" json:"minCost,omitempty"`
+	MinMargin      *Dec   `yaml:"minMargin,omitempty" json:"minMargin,omitempty"`
+	AfterSpend     *Dec   `yaml:"afterSpend,omitempty" json:"afterSpend,omitempty"`
+	CoolDown       string `yaml:"coolDown,omitempty" json:"coolDown,omitempty"`
 }
 
 // MeterDoc declares a meter.
