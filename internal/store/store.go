@@ -84,7 +84,7 @@ type Store interface {
 	// EventsByCorrelation returns the events with the correlation ID, oldest first, with lines.
 	EventsByCorrelation(ctx context.Context, correlationID string, limit int) ([]EventRecord, error)
 	// ReplayPeriod calls fn with every event rated for (customer, plan version, period start),
-	// in sequence order, without lines.
+	// in sequence order, with lines (the writer rebuilds tier discounts from them).
 	ReplayPeriod(ctx context.Context, p PeriodKey, fn func(*EventRecord) error) error
 	// ListEvents calls fn with a customer's events whose timestamp is in [from, to), in
 	// timestamp then sequence order, without lines.
@@ -93,6 +93,44 @@ type Store interface {
 	// (the correlation ID, or "event:<id>" for events without one), ordered by that key, after
 	// the cursor, at most limit rows. The sums are exact.
 	Attribution(ctx context.Context, p AttributionParams) ([]AttributionRow, error)
+
+	// ScanEvents calls fn with events after p.AfterSeq in sequence order (of one customer when
+	// p.CustomerID is set), without lines but with their Burns, at most p.Limit of them.
+	ScanEvents(ctx context.Context, p ScanParams, fn func(*EventRecord) error) error
+	// EventPeriods lists the distinct periods a customer's events were rated in, by start.
+	EventPeriods(ctx context.Context, customerID string) ([]PeriodRef, error)
+	// Adjustments sums the lines of the events billed into the period that were rated in
+	// another period (late events), per rated period, charge, group and type, in that order.
+	Adjustments(ctx context.Context, billed PeriodKey) ([]AdjustmentRow, error)
+	// Cursor returns a named durable cursor (0 when never set).
+	Cursor(ctx context.Context, name string) (int64, error)
+	// SetCursor stores a named durable cursor.
+	SetCursor(ctx context.Context, name string, v int64) error
+
+	// TierTransitions lists a customer's tier transitions by ID after the cursor ID.
+	TierTransitions(ctx context.Context, customerID string, afterID int64, limit int) ([]TierTransition, error)
+	// InsertTierTransition records a transition that no event carries (an override).
+	InsertTierTransition(ctx context.Context, t TierTransition) (TierTransition, error)
+
+	// CreateGrant stores a wallet grant. Creating a grant whose ID is stored with the same
+	// content returns the stored one; with other content, ErrConflict.
+	CreateGrant(ctx context.Context, g Grant) (Grant, error)
+	// ListGrants lists a customer's grants by creation time, then ID.
+	ListGrants(ctx context.Context, customerID string) ([]Grant, error)
+	// ListBurns lists a customer's wallet burns after the event sequence number, in event
+	// sequence order (then in the order they were recorded), at most limit (<= 0: all).
+	ListBurns(ctx context.Context, customerID string, afterSeq int64, limit int) ([]WalletBurn, error)
+	// ListNotices lists a customer's notices by ID after the cursor ID.
+	ListNotices(ctx context.Context, customerID string, afterID int64, limit int) ([]Notice, error)
+
+	// CreateInvoice stores a final invoice, assigning its Number and ID, in one step.
+	// ErrConflict if the customer already has an invoice for the period.
+	CreateInvoice(ctx context.Context, inv Invoice) (Invoice, error)
+	// GetInvoice returns an invoice by ID.
+	GetInvoice(ctx context.Context, id string) (Invoice, error)
+	// ListInvoices lists a customer's invoices by period start, then number, after the cursor
+	// (an invoice ID), at most limit.
+	ListInvoices(ctx context.Context, customerID string, after string, limit int) ([]Invoice, error)
 }
 
 // IDKey is the idempotency key of the event with the ID: "id:" + id. GetEvent finds an event by
@@ -154,9 +192,13 @@ type PlanVersion struct {
 
 // Customer is a customer with its subscription history.
 type Customer struct {
-	ID            string
-	Metadata      map[string]string
-	Limits        []byte // JSON of limit overrides, or nil
+	ID       string
+	Metadata map[string]string
+	Limits   []byte // JSON of limit overrides, or nil
+	// TierOverride is a spend tier set by hand; it wins over the ladder. "" for none.
+	TierOverride string
+	// LowBalance is the wallet balance below which a low_balance notice is recorded; nil: none.
+	LowBalance    *money.Decimal
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 	Subscriptions []Subscription
@@ -176,6 +218,11 @@ type PutCustomerParams struct {
 	ID       string
 	Metadata map[string]string // nil keeps the stored metadata
 	Limits   []byte            // nil keeps the stored limits
+	// TierOverride, when not nil, sets the override ("" clears it).
+	TierOverride *string
+	// SetLowBalance, when true, sets LowBalance (nil clears it).
+	SetLowBalance bool
+	LowBalance    *money.Decimal
 	// Subscribe, when set, starts a subscription to PlanVersionID at Start.
 	Subscribe     bool
 	PlanVersionID int64
@@ -210,6 +257,15 @@ type EventRecord struct {
 	Amount        money.Decimal // sum of the lines' amounts
 	Cost          money.Decimal
 	Lines         []RatedLine
+	// BilledPlanVersionID and BilledPeriodStart name the period a late event is billed in (an
+	// adjustment of its own, already closed, period); zero when it is billed where it is rated.
+	BilledPlanVersionID int64
+	BilledPeriodStart   time.Time
+	// Written with the event by InsertEvents in the same step (their EventSeq and EventKey are
+	// filled from the event); Burns is also read back by ScanEvents.
+	Burns       []WalletBurn
+	Transitions []TierTransition
+	Notices     []Notice
 }
 
 // AttributionKey is the key the event's amounts are attributed to.
@@ -240,6 +296,9 @@ type PeriodKey struct {
 // AttributionParams selects one invoice line's attribution page.
 type AttributionParams struct {
 	PeriodKey
+	// Billed, when set, selects the period's late events billed into that period (an
+	// adjustment line); when nil, the events billed in the period itself.
+	Billed *PeriodKey
 	Charge string
 	Group  string
 	Type   string

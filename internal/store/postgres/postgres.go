@@ -2,9 +2,14 @@
 //
 // Behaviour at the edges:
 //   - Durability: every write is one transaction committed with the server's synchronous_commit
-//     (on by default), so an acknowledged InsertEvents is on the server's disk. InsertEvents is
-//     two round trips: it takes its sequence numbers from events_seq, then writes the batch with
-//     one COPY, which commits whole or not at all.
+//     (on by default), so an acknowledged InsertEvents is on the server's disk. A batch that
+//     carries no burns, transitions or notices is two round trips: its sequence numbers from
+//     events_seq, then one COPY, which commits whole or not at all. A batch that carries some
+//     takes its sequence numbers and transition and notice IDs in one query, then COPYs the
+//     events and each non-empty table in one transaction. A promotion or period reset already
+//     recorded for (customer, basis period, from, to) violates tier_transitions_once:
+//     ErrConflict, nothing written. Sequence numbers and IDs are taken before the write, so a
+//     failed batch leaves gaps in them.
 //   - An event is one row: its rated lines are stored in it (the codec's Lines encoding, exact
 //     decimal strings), so ingest writes one heap tuple and four index entries per event. There
 //     is no index on the event ID: GetEvent looks up the key store.IDKey(id).
@@ -14,7 +19,22 @@
 //     costs O(events in the period), like ReplayPeriod, in exchange for no per-line rows or
 //     attribution index on the ingest path.
 //   - Sequence numbers increase in slice order within a batch and across batches that do not
-//     overlap in time; concurrent batches interleave, and seq order is not commit order.
+//     overlap in time; concurrent batches interleave, and seq order is not commit order: a
+//     ScanEvents or ListBurns after a cursor may not yet see an event of a concurrent batch with
+//     a smaller seq that commits later.
+//   - A late event's billed period is two nullable columns (NULL when billed where rated, see
+//     the codec); only late events enter the partial index events_billed, which Adjustments and
+//     Attribution with Billed read. Attribution without Billed skips late events.
+//   - ScanEvents reads a page of events joined (LATERAL, one primary-key lookup per event) to
+//     their burns. EventPeriods skips from period to period through events_period (a recursive
+//     loose index scan), O(periods × log events).
+//   - ListBurns pages by event sequence number and returns at most limit burns, so a full page
+//     may end in the middle of an event's burns.
+//   - Invoice numbers are the largest stored plus one, taken under an advisory lock in the
+//     inserting transaction: gapless across nodes, and an invoice refused with ErrConflict uses
+//     no number.
+//   - CreateGrant is idempotent by ID: the same content (all but CreatedAt, amounts by value)
+//     returns the stored grant, other content is ErrConflict.
 //   - Timestamps are BIGINT Unix nanoseconds, as in the sqlite driver; the zero time is stored as
 //     math.MinInt64 and instants outside int64 nanoseconds are rejected.
 //   - Keys and identifiers use the "C" collation, so lists and cursors order by bytes exactly as
@@ -23,9 +43,10 @@
 //     missing, or the server's default. Migrations are embedded and applied at Open in one
 //     transaction under an advisory lock, so several nodes can start at once; a schema migrated
 //     by a newer build is refused.
-//   - A limit ≤ 0 (ListCustomers, EventsByCorrelation, Attribution) means no limit.
-//   - ReplayPeriod and ListEvents stream one query's snapshot and hold one pooled connection
-//     while fn runs; fn may call the store.
+//   - A limit ≤ 0 (ListCustomers, EventsByCorrelation, Attribution, ScanEvents, TierTransitions,
+//     ListBurns, ListNotices, ListInvoices) means no limit.
+//   - ReplayPeriod, ListEvents and ScanEvents stream one query's snapshot and hold one pooled
+//     connection while fn runs; fn may call the store.
 //   - Unique violations (SQLSTATE 23505) become store.ErrConflict; missing rows and references to
 //     missing rows (23503, e.g. a subscription to an unknown plan version) become
 //     store.ErrNotFound. No pgx error value crosses the package boundary.

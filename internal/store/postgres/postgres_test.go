@@ -14,6 +14,7 @@ import (
 
 	"github.com/levyhq/levy/internal/money"
 	"github.com/levyhq/levy/internal/store"
+	"github.com/levyhq/levy/internal/store/internal/migrate"
 	"github.com/levyhq/levy/internal/store/storetest"
 	"github.com/levyhq/levy/internal/testenv"
 )
@@ -114,16 +115,23 @@ func TestOpenCreatesSchemaAndMigratesOnce(t *testing.T) {
 		}
 		defer stores[i].Close()
 	}
-	if n := tablesIn(t, base, schema); n < 7 {
-		t.Errorf("%d tables in schema %s, want the store's 7", n, schema)
+	// 0001: api_keys, catalog_versions, plan_versions, customers, subscriptions, events and
+	// schema_migrations; 0002: cursors, tier_transitions, wallet_grants, wallet_burns, notices,
+	// invoices.
+	if n := tablesIn(t, base, schema); n != 13 {
+		t.Errorf("%d tables in schema %s, want the store's 13", n, schema)
+	}
+	ms, err := migrate.List(migrations, "migrations")
+	if err != nil {
+		t.Fatal(err)
 	}
 	var applied int
 	var at int64
 	if err := stores[0].pool.QueryRow(ctx, `SELECT count(*), max(applied_at) FROM schema_migrations`).Scan(&applied, &at); err != nil {
 		t.Fatal(err)
 	}
-	if applied != 1 {
-		t.Errorf("%d migrations recorded, want 1", applied)
+	if applied != len(ms) || applied < 2 {
+		t.Errorf("%d migrations recorded, want each of the %d once", applied, len(ms))
 	}
 
 	// Reopening applies nothing and keeps the data.
@@ -148,7 +156,7 @@ func TestOpenCreatesSchemaAndMigratesOnce(t *testing.T) {
 	if err := again.pool.QueryRow(ctx, `SELECT count(*), max(applied_at) FROM schema_migrations`).Scan(&applied, &at2); err != nil {
 		t.Fatal(err)
 	}
-	if applied != 1 || at2 != at {
+	if applied != len(ms) || at2 != at {
 		t.Errorf("reopen re-ran migrations: %d rows, applied_at %d → %d", applied, at, at2)
 	}
 	got, err := again.GetEvent(ctx, "k")
@@ -206,4 +214,72 @@ func TestFirstSchema(t *testing.T) {
 
 func BenchmarkInsertEvents(b *testing.B) {
 	storetest.BenchmarkInsertEvents(b, func(b *testing.B) store.Store { return openTest(b) })
+}
+
+// TestUpgradeFrom0001: a schema created by the first migration, with data, is brought up to date
+// at Open; its events read back billed where they are rated, its customers without override or
+// threshold, and the new tables work.
+func TestUpgradeFrom0001(t *testing.T) {
+	ctx := context.Background()
+	schema, base := freshSchema(t)
+	ms, err := migrate.List(migrations, "migrations")
+	if err != nil || len(ms) < 2 || ms[0].Version != 1 {
+		t.Fatalf("migrations = %v, %v", ms, err)
+	}
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		`CREATE SCHEMA ` + schema,
+		`SET search_path = ` + schema,
+		`CREATE TABLE schema_migrations (version BIGINT NOT NULL PRIMARY KEY, name TEXT NOT NULL,
+			applied_at BIGINT NOT NULL)`,
+		ms[0].SQL,
+		`INSERT INTO schema_migrations VALUES (1, '` + ms[0].Name + `', 1)`,
+		`INSERT INTO customers (id, metadata, created_at, updated_at) VALUES ('cust', '{}', 1, 1)`,
+		`INSERT INTO events (idem_key, event_type, customer_id, correlation_id, ts, received_at,
+			plan_version_id, period_start, period_end, amount, cost)
+			VALUES ('id:old', 't', 'cust', '', 5, 5, 1, 0, 10, 1.5, 0)`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s, err := Open(ctx, withSearchPath(t, base, schema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var applied int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&applied); err != nil || applied != len(ms) {
+		t.Errorf("migrations after upgrade = %d, %v; want %d", applied, err, len(ms))
+	}
+	var old *store.EventRecord
+	if err := s.ScanEvents(ctx, store.ScanParams{}, func(e *store.EventRecord) error {
+		old = e
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if old == nil || old.BilledPlanVersionID != 0 || !old.BilledPeriodStart.IsZero() || old.Burns != nil ||
+		old.Amount.String() != "1.5" {
+		t.Fatalf("old event after upgrade = %+v", old)
+	}
+	c, err := s.GetCustomer(ctx, "cust")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TierOverride != "" || c.LowBalance != nil {
+		t.Errorf("old customer = %+v, want no override and no threshold", c)
+	}
+	e := &store.EventRecord{Key: "id:new", ID: "new", EventType: "t", CustomerID: "cust", Timestamp: time.Unix(1, 2),
+		Burns: []store.WalletBurn{{GrantID: "g", Amount: money.MustParse("1")}}}
+	if err := s.InsertEvents(ctx, []*store.EventRecord{e}); err != nil {
+		t.Fatal(err)
+	}
+	if e.Seq <= old.Seq || e.Burns[0].EventSeq != e.Seq {
+		t.Errorf("new event seq %d, burn seq %d; want one seq after the old %d", e.Seq, e.Burns[0].EventSeq, old.Seq)
+	}
 }

@@ -248,7 +248,9 @@ func (s *Store) ListPlanVersions(ctx context.Context) ([]store.PlanVersion, erro
 
 // PutCustomer upserts a customer and, with Subscribe, appends a subscription, in one
 // transaction. Nil Metadata or Limits keep the stored values (on create: empty metadata, no
-// limits); a non-nil empty Limits clears them. ErrNotFound if the plan version does not exist.
+// limits); a non-nil empty Limits clears them. A nil TierOverride and SetLowBalance false keep
+// the stored override and threshold (on create: none). ErrNotFound if the plan version does not
+// exist.
 func (s *Store) PutCustomer(ctx context.Context, p store.PutCustomerParams) (store.Customer, error) {
 	const op = "put customer"
 	if p.ID == "" {
@@ -276,18 +278,26 @@ func (s *Store) PutCustomer(ctx context.Context, p store.PutCustomerParams) (sto
 	if err != nil {
 		return store.Customer{}, fmt.Errorf("sqlite: %s %q: start: %w", op, p.ID, err)
 	}
+	tier, low, err := codec.CustomerTier(p)
+	if err != nil {
+		return store.Customer{}, fmt.Errorf("sqlite: %s %q: %w", op, p.ID, err)
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return store.Customer{}, translate(op, err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO customers (id, metadata, limits, created_at, updated_at)
-		VALUES (?1, ?2, ?3, ?4, ?4)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO customers (id, metadata, limits, created_at, updated_at,
+			tier_override, low_balance)
+		VALUES (?1, ?2, ?3, ?4, ?4, ?7, ?9)
 		ON CONFLICT (id) DO UPDATE SET
-			metadata   = CASE WHEN ?5 THEN excluded.metadata ELSE customers.metadata END,
-			limits     = CASE WHEN ?6 THEN excluded.limits ELSE customers.limits END,
-			updated_at = excluded.updated_at`,
-		p.ID, meta, limits, now, p.Metadata != nil, p.Limits != nil); err != nil {
+			metadata      = CASE WHEN ?5 THEN excluded.metadata ELSE customers.metadata END,
+			limits        = CASE WHEN ?6 THEN excluded.limits ELSE customers.limits END,
+			tier_override = CASE WHEN ?8 THEN excluded.tier_override ELSE customers.tier_override END,
+			low_balance   = CASE WHEN ?10 THEN excluded.low_balance ELSE customers.low_balance END,
+			updated_at    = excluded.updated_at`,
+		p.ID, meta, limits, now, p.Metadata != nil, p.Limits != nil,
+		tier, p.TierOverride != nil, low, p.SetLowBalance); err != nil {
 		return store.Customer{}, translate(op, err)
 	}
 	if p.Subscribe {
@@ -311,20 +321,23 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-const customerCols = `id, metadata, limits, created_at, updated_at`
+const customerCols = `id, metadata, limits, created_at, updated_at, tier_override, low_balance`
 
 func scanCustomer(sc interface{ Scan(...any) error }) (store.Customer, error) {
 	var (
 		c                store.Customer
 		meta             string
-		limits           *string
+		limits, low      *string
 		created, updated int64
 	)
-	if err := sc.Scan(&c.ID, &meta, &limits, &created, &updated); err != nil {
+	if err := sc.Scan(&c.ID, &meta, &limits, &created, &updated, &c.TierOverride, &low); err != nil {
 		return c, err
 	}
 	var err error
 	if c.Metadata, err = codec.ParseMetadata(meta); err != nil {
+		return c, err
+	}
+	if c.LowBalance, err = codec.ParseOptDecimal(low); err != nil {
 		return c, err
 	}
 	c.Limits = codec.ParseOptText(limits)

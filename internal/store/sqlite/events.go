@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,50 +15,45 @@ import (
 
 const insertEventSQL = `INSERT INTO events (seq, idem_key, content_hash, id, event_type, customer_id,
 	correlation_id, ts, received_at, properties, measurements, unmetered, plan_version_id,
-	period_start, period_end, amount, cost, lines) VALUES `
+	period_start, period_end, amount, cost, lines, billed_plan_version_id, billed_period_start)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-// Rows per INSERT, and parameters per row. One row per INSERT: a multi-row INSERT inside the
-// transaction writes a statement journal (32 rows per INSERT measured ~25% slower, and
-// INSERT OR ROLLBACK, which needs none, no faster than single rows).
+// The INSERTs of what an event carries, prepared only for batches that carry something.
 const (
-	eventChunk  = 1
-	eventParams = 18
+	insertBurnSQL = `INSERT INTO wallet_burns (customer_id, event_seq, ord, grant_id, event_key, at,
+	plan_version_id, period_start, amount) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertTransitionSQL = `INSERT INTO tier_transitions (customer_id, at, from_tier, to_tier, reason, basis,
+	basis_period_start, spend, event_seq, event_key, event_id, correlation_id)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertNoticeSQL = `INSERT INTO notices (customer_id, kind, at, event_seq, event_key, data)
+	VALUES (?, ?, ?, ?, ?, ?)`
 )
 
-// insertSQL is an INSERT of rows rows of params parameters each.
-func insertSQL(prefix string, rows, params int) string {
-	var b strings.Builder
-	b.WriteString(prefix)
-	row := "(?" + strings.Repeat(", ?", params-1) + ")"
-	for i := range rows {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(row)
-	}
-	return b.String()
-}
-
-// stmtCache holds the writer's prepared INSERTs, by table and row count.
+// stmtCache holds the writer's prepared INSERTs, by SQL text. Each batch row is one execution
+// of a single-row INSERT: a multi-row INSERT inside the transaction writes a statement journal
+// (32 rows per INSERT measured ~25% slower, and INSERT OR ROLLBACK, which needs none, no faster
+// than single rows).
 type stmtCache struct {
 	mu sync.Mutex
-	m  map[[2]int]*sql.Stmt
+	m  map[string]*sql.Stmt
 }
 
-func (c *stmtCache) get(ctx context.Context, db *sql.DB, table, rows int) (*sql.Stmt, error) {
+// get returns the statement prepared on db. It must run outside a write transaction: preparing
+// on the writer waits for its one connection.
+func (c *stmtCache) get(ctx context.Context, db *sql.DB, query string) (*sql.Stmt, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st, ok := c.m[[2]int{table, rows}]; ok {
+	if st, ok := c.m[query]; ok {
 		return st, nil
 	}
-	st, err := db.PrepareContext(ctx, insertSQL(insertEventSQL, rows, eventParams))
+	st, err := db.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
 	if c.m == nil {
-		c.m = map[[2]int]*sql.Stmt{}
+		c.m = map[string]*sql.Stmt{}
 	}
-	c.m[[2]int{table, rows}] = st
+	c.m[query] = st
 	return st, nil
 }
 
@@ -78,29 +72,12 @@ func (c *stmtCache) close() error {
 const (
 	eventCols = `seq, idem_key, content_hash, id, event_type, customer_id, correlation_id,
 	ts, received_at, properties, measurements, unmetered, plan_version_id, period_start, period_end,
-	amount, cost`
+	amount, cost, billed_plan_version_id, billed_period_start`
 	eventLineCols = eventCols + `, lines`
 )
 
 // maxKeys bounds the JSON list of one FindEvents query.
 const maxKeys = 5000
-
-// prepareChunks prepares the INSERTs a batch of n rows into table needs. It must run
-// outside a write transaction: preparing on the writer waits for its one connection.
-func (s *Store) prepareChunks(ctx context.Context, table, n, chunk int) (map[int]*sql.Stmt, error) {
-	m := make(map[int]*sql.Stmt, 2)
-	for _, rows := range []int{min(n, chunk), n % chunk} {
-		if rows == 0 || m[rows] != nil {
-			continue
-		}
-		st, err := s.stmts.get(ctx, s.w, table, rows)
-		if err != nil {
-			return nil, err
-		}
-		m[rows] = st
-	}
-	return m, nil
-}
 
 // FindEvents returns the sequence number and content hash of each stored key among keys.
 func (s *Store) FindEvents(ctx context.Context, keys []string) (map[string]store.StoredKey, error) {
@@ -146,28 +123,48 @@ func (s *Store) FindEvents(ctx context.Context, keys []string) (map[string]store
 	return found, nil
 }
 
-// InsertEvents stores events (each with its lines, in one row) in one transaction, assigning
-// sequence numbers in slice order. ErrConflict, and nothing written, if any key is already
-// stored or repeats within the batch. Seq is written back into each record only once the
-// transaction has committed.
+// InsertEvents stores events (each with its lines, in one row) and the burns, transitions and
+// notices they carry, in one transaction, assigning sequence numbers in slice order.
+// ErrConflict, and nothing written, if any key is already stored or repeats within the batch,
+// or a carried promotion or period reset is already recorded. Seq, and what FillCarried fills
+// in, are written back into the records only once the transaction has committed.
 //
-// Each event is one execution of a prepared single-row INSERT: a single-row INSERT needs no
-// statement journal, which a multi-row one would write for every page it touches.
+// Each row is one execution of a prepared single-row INSERT: a single-row INSERT needs no
+// statement journal, which a multi-row one would write for every page it touches. A batch that
+// carries nothing executes only the event INSERT.
 func (s *Store) InsertEvents(ctx context.Context, events []*store.EventRecord) error {
 	const op = "insert events"
 	if len(events) == 0 {
 		return nil
 	}
 	enc := make([]codec.Event, len(events))
+	var carried []codec.Carried // nil unless some event carries something
 	for i, e := range events {
 		var err error
 		if enc[i], err = codec.EncodeEvent(i, e); err != nil {
 			return fmt.Errorf("sqlite: %s: %w", op, err)
 		}
+		c, err := codec.EncodeCarried(i, e)
+		if err != nil {
+			return fmt.Errorf("sqlite: %s: %w", op, err)
+		}
+		if !c.Empty() {
+			if carried == nil {
+				carried = make([]codec.Carried, len(events))
+			}
+			carried[i] = c
+		}
 	}
-	evStmts, err := s.prepareChunks(ctx, 0, len(enc), eventChunk)
-	if err != nil {
-		return translate(op, err)
+	queries := []string{insertEventSQL}
+	if carried != nil {
+		queries = append(queries, insertBurnSQL, insertTransitionSQL, insertNoticeSQL)
+	}
+	stmts := make([]*sql.Stmt, len(queries))
+	for i, q := range queries {
+		var err error
+		if stmts[i], err = s.stmts.get(ctx, s.w, q); err != nil {
+			return translate(op, err)
+		}
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -181,23 +178,29 @@ func (s *Store) InsertEvents(ctx context.Context, events []*store.EventRecord) e
 		`SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)`).Scan(&last); err != nil {
 		return translate(op, err)
 	}
-	txst := make(map[int]*sql.Stmt, len(evStmts))
-	for rows, st := range evStmts {
-		txst[rows] = tx.StmtContext(ctx, st)
-		defer txst[rows].Close()
+	for i, st := range stmts {
+		stmts[i] = tx.StmtContext(ctx, st)
+		defer stmts[i].Close()
 	}
-	args := make([]any, 0, eventChunk*eventParams)
-	for lo := 0; lo < len(enc); lo += eventChunk {
-		hi := min(lo+eventChunk, len(enc))
-		args = args[:0]
-		for i := lo; i < hi; i++ {
-			c := &enc[i]
-			args = append(args, last+1+int64(i), c.Key, c.ContentHash, c.ID, c.EventType, c.CustomerID,
-				c.CorrelationID, c.TS, c.ReceivedAt, c.Properties, c.Measurements, c.Unmetered,
-				c.PlanVersionID, c.PeriodStart, c.PeriodEnd, c.Amount, c.Cost, c.Lines)
-		}
-		if _, err := txst[hi-lo].ExecContext(ctx, args...); err != nil {
+	for i := range enc {
+		c := &enc[i]
+		if _, err := stmts[0].ExecContext(ctx, last+1+int64(i), c.Key, c.ContentHash, c.ID, c.EventType,
+			c.CustomerID, c.CorrelationID, c.TS, c.ReceivedAt, c.Properties, c.Measurements, c.Unmetered,
+			c.PlanVersionID, c.PeriodStart, c.PeriodEnd, c.Amount, c.Cost, c.Lines,
+			c.BilledPlanVersionID, c.BilledPeriodStart); err != nil {
 			return translate(op, err)
+		}
+	}
+	var transitionIDs, noticeIDs [][]int64
+	if carried != nil {
+		transitionIDs = make([][]int64, len(events))
+		noticeIDs = make([][]int64, len(events))
+		for i := range carried {
+			seq := last + 1 + int64(i)
+			if transitionIDs[i], noticeIDs[i], err = insertCarried(ctx, stmts[1], stmts[2], stmts[3],
+				seq, &carried[i]); err != nil {
+				return translate(op, err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -205,8 +208,46 @@ func (s *Store) InsertEvents(ctx context.Context, events []*store.EventRecord) e
 	}
 	for i, e := range events {
 		e.Seq = last + 1 + int64(i)
+		if carried != nil {
+			codec.FillCarried(e, transitionIDs[i], noticeIDs[i])
+		}
 	}
 	return nil
+}
+
+// insertCarried writes one event's burns, transitions and notices with the event's seq and
+// returns the IDs of the transitions and notices.
+func insertCarried(ctx context.Context, burn, transition, notice *sql.Stmt, seq int64, c *codec.Carried) (tIDs, nIDs []int64, err error) {
+	for _, b := range c.Burns {
+		if _, err := burn.ExecContext(ctx, b.CustomerID, seq, b.Ord, b.GrantID, b.EventKey, b.At,
+			b.PlanVersionID, b.PeriodStart, b.Amount); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, t := range c.Transitions {
+		res, err := transition.ExecContext(ctx, t.CustomerID, t.At, t.From, t.To, t.Reason, t.Basis,
+			t.BasisPeriodStart, t.Spend, seq, t.EventKey, t.EventID, t.CorrelationID)
+		if err != nil {
+			return nil, nil, err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return nil, nil, err
+		}
+		tIDs = append(tIDs, id)
+	}
+	for _, n := range c.Notices {
+		res, err := notice.ExecContext(ctx, n.CustomerID, n.Kind, n.At, seq, n.EventKey, n.Data)
+		if err != nil {
+			return nil, nil, err
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return nil, nil, err
+		}
+		nIDs = append(nIDs, id)
+	}
+	return tIDs, nIDs, nil
 }
 
 func scanEvent(sc interface{ Scan(...any) error }, withLines bool) (store.EventRecord, error) {
@@ -216,7 +257,7 @@ func scanEvent(sc interface{ Scan(...any) error }, withLines bool) (store.EventR
 	)
 	dst := []any{&seq, &c.Key, &c.ContentHash, &c.ID, &c.EventType, &c.CustomerID, &c.CorrelationID,
 		&c.TS, &c.ReceivedAt, &c.Properties, &c.Measurements, &c.Unmetered, &c.PlanVersionID,
-		&c.PeriodStart, &c.PeriodEnd, &c.Amount, &c.Cost}
+		&c.PeriodStart, &c.PeriodEnd, &c.Amount, &c.Cost, &c.BilledPlanVersionID, &c.BilledPeriodStart}
 	if withLines {
 		dst = append(dst, &c.Lines)
 	}
@@ -300,9 +341,9 @@ func (s *Store) ReplayPeriod(ctx context.Context, p store.PeriodKey, fn func(*st
 	if err != nil {
 		return fmt.Errorf("sqlite: %s: %w", op, err)
 	}
-	return translateEach(op, s.each(ctx, `SELECT `+eventCols+` FROM events
+	return translateEach(op, s.each(ctx, `SELECT `+eventLineCols+` FROM events
 		WHERE customer_id = ? AND plan_version_id = ? AND period_start = ? ORDER BY seq`,
-		[]any{p.CustomerID, p.PlanVersionID, start}, false, fn))
+		[]any{p.CustomerID, p.PlanVersionID, start}, true, fn))
 }
 
 // ListEvents calls fn with the customer's events with timestamps in [from, to), by timestamp
@@ -322,22 +363,39 @@ func (s *Store) ListEvents(ctx context.Context, customerID string, from, to time
 }
 
 // Attribution sums one invoice line's rated lines by attribution key, after the cursor, at most
-// limit keys (≤ 0: all). It reads every event of the period through events_period and sums
-// the matching lines in Go with exact decimals, so one page costs O(events in the period).
+// limit keys (≤ 0: all). With p.Billed nil it reads the period's events billed where they are
+// rated, through events_period; with p.Billed set, the period's late events billed into
+// *p.Billed, through events_billed. It sums the matching lines in Go with exact decimals, so one
+// page costs O(events read).
 func (s *Store) Attribution(ctx context.Context, p store.AttributionParams) ([]store.AttributionRow, error) {
 	const op = "attribution"
 	start, err := codec.Time(p.PeriodStart)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: %s: %w", op, err)
+		return nil, fmt.Errorf("sqlite: %s: periodStart: %w", op, err)
 	}
 	for _, v := range []string{p.CustomerID, p.Charge, p.Group, p.Type, p.After} {
 		if err := codec.Text("attribution parameter", v); err != nil {
 			return nil, fmt.Errorf("sqlite: %s: %w", op, err)
 		}
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT id, correlation_id, lines FROM events
-		WHERE customer_id = ? AND plan_version_id = ? AND period_start = ? AND lines IS NOT NULL`,
-		p.CustomerID, p.PlanVersionID, start)
+	if err := codec.BilledCustomer(p); err != nil {
+		return nil, fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	query := `SELECT id, correlation_id, lines FROM events
+		WHERE customer_id = ? AND plan_version_id = ? AND period_start = ? AND lines IS NOT NULL
+		AND billed_plan_version_id IS NULL`
+	args := []any{p.CustomerID, p.PlanVersionID, start}
+	if p.Billed != nil {
+		billedStart, err := codec.Time(p.Billed.PeriodStart)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: %s: billed.periodStart: %w", op, err)
+		}
+		query = `SELECT id, correlation_id, lines FROM events
+		WHERE customer_id = ? AND billed_plan_version_id = ? AND billed_period_start = ?
+		AND plan_version_id = ? AND period_start = ? AND lines IS NOT NULL`
+		args = []any{p.CustomerID, p.Billed.PlanVersionID, billedStart, p.PlanVersionID, start}
+	}
+	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, translate(op, err)
 	}

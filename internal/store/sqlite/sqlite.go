@@ -16,6 +16,23 @@
 //     InsertEvents writes a batch with a prepared single-row INSERT per event in one
 //     transaction (single-row INSERTs need no statement journal, unlike multi-row ones). There
 //     is no index on the event ID: GetEvent looks up the key store.IDKey(id).
+//   - The burns, tier transitions and notices an event carries are written by InsertEvents in the
+//     same transaction, one prepared single-row INSERT each; a batch that carries nothing runs
+//     only the event INSERT. A promotion or period reset already recorded for (customer, basis
+//     period, from, to) violates tier_transitions_once: ErrConflict, nothing written. Transition
+//     and notice IDs are AUTOINCREMENT, increasing in slice order and never reused.
+//   - A late event's billed period is two nullable columns (NULL when billed where rated, see
+//     the codec); only late events enter the partial index events_billed, which Adjustments and
+//     Attribution with Billed read. Attribution without Billed skips late events.
+//   - ScanEvents reads a page of events (through the primary key, or events_customer_seq for one
+//     customer) joined to their burns by the burns' key (customer, seq, ord). EventPeriods skips
+//     from period to period through events_period, O(periods × log events).
+//   - ListBurns pages by event sequence number and returns at most limit burns, so a full page
+//     may end in the middle of an event's burns.
+//   - Invoice numbers are the largest stored plus one, taken inside the writer's transaction:
+//     one writer makes them gapless, and an invoice refused with ErrConflict uses no number.
+//   - CreateGrant is idempotent by ID: the same content (all but CreatedAt, amounts by value)
+//     returns the stored grant, other content is ErrConflict.
 //   - Exact sums: amounts and quantities are stored as exact decimal TEXT and summed in Go with
 //     money.Decimal; SQL SUM is never used on them (SQLite would convert them to floating point).
 //     Attribution reads every event of the period through events_period and sums the matching
@@ -26,8 +43,9 @@
 //   - Text (IDs, keys, JSON) must be valid UTF-8 without NUL bytes, as in the postgres driver.
 //   - Migrations are embedded and applied in one transaction at Open; reopening applies only new
 //     ones, and a file migrated by a newer build is refused.
-//   - A limit ≤ 0 (ListCustomers, EventsByCorrelation, Attribution) means no limit.
-//   - ReplayPeriod and ListEvents stream from one read snapshot; fn may call the store.
+//   - A limit ≤ 0 (ListCustomers, EventsByCorrelation, Attribution, ScanEvents, TierTransitions,
+//     ListBurns, ListNotices, ListInvoices) means no limit.
+//   - ReplayPeriod, ListEvents and ScanEvents stream from one read snapshot; fn may call the store.
 //   - Unique violations become store.ErrConflict; missing rows and references to missing rows
 //     (a subscription to an unknown plan version) become store.ErrNotFound.
 package sqlite

@@ -11,6 +11,7 @@ import (
 
 	"github.com/levyhq/levy/internal/money"
 	"github.com/levyhq/levy/internal/store"
+	"github.com/levyhq/levy/internal/store/internal/migrate"
 	"github.com/levyhq/levy/internal/store/storetest"
 )
 
@@ -236,4 +237,67 @@ func BenchmarkInsertEvents(b *testing.B) {
 	storetest.BenchmarkInsertEvents(b, func(b *testing.B) store.Store {
 		return openTemp(b, filepath.Join(b.TempDir(), "levy.db"))
 	})
+}
+
+// TestUpgradeFrom0001: a file created by the first schema, with data, is brought up to date at
+// Open; its events read back billed where they are rated, its customers without override or
+// threshold, and the new tables work.
+func TestUpgradeFrom0001(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "levy.db")
+	ms, err := migrate.List(migrations, "migrations")
+	if err != nil || len(ms) < 2 || ms[0].Version != 1 {
+		t.Fatalf("migrations = %v, %v", ms, err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL,
+			applied_at INTEGER NOT NULL) STRICT`,
+		ms[0].SQL,
+		`INSERT INTO schema_migrations VALUES (1, '` + ms[0].Name + `', 1)`,
+		`INSERT INTO customers (id, metadata, created_at, updated_at) VALUES ('cust', '{}', 1, 1)`,
+		`INSERT INTO events (seq, idem_key, event_type, customer_id, correlation_id, ts, received_at,
+			plan_version_id, period_start, period_end, amount, cost)
+			VALUES (7, 'id:old', 't', 'cust', '', 5, 5, 1, 0, 10, '1.5', '0')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s := openTemp(t, path)
+	if got := migrationRows(t, path); len(got) != len(ms) {
+		t.Errorf("migrations after upgrade = %v, want %d", got, len(ms))
+	}
+	var old *store.EventRecord
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.ScanEvents(ctx, store.ScanParams{}, func(e *store.EventRecord) error {
+		old = e
+		return nil
+	}))
+	if old == nil || old.Seq != 7 || old.BilledPlanVersionID != 0 || !old.BilledPeriodStart.IsZero() ||
+		old.Burns != nil || old.Amount.String() != "1.5" {
+		t.Fatalf("old event after upgrade = %+v", old)
+	}
+	c, err := s.GetCustomer(ctx, "cust")
+	must(err)
+	if c.TierOverride != "" || c.LowBalance != nil {
+		t.Errorf("old customer = %+v, want no override and no threshold", c)
+	}
+	e := testEvent("new")
+	e.Burns = []store.WalletBurn{{GrantID: "g", Amount: money.MustParse("1")}}
+	must(s.InsertEvents(ctx, []*store.EventRecord{e}))
+	if e.Seq != 8 || e.Burns[0].EventSeq != 8 {
+		t.Errorf("new event seq %d, burn seq %d; want 8 after the old 7", e.Seq, e.Burns[0].EventSeq)
+	}
 }

@@ -13,17 +13,22 @@ import (
 // BenchmarkInsertEvents measures InsertEvents with compound events of 5 rated lines each,
 // spread over 50 customers with random correlation IDs, in batches of 100 (one batched request)
 // and of 1000 (a group commit of several requests), each on a fresh store from open, and reports
-// events/s.
+// events/s. The burns=2 case has every event carry two wallet burns (a grant and the uncovered
+// amount), as events of customers with a wallet do.
 func BenchmarkInsertEvents(b *testing.B, open func(b *testing.B) store.Store) {
-	for _, size := range []int{100, 1000} {
-		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+	for _, c := range []struct{ size, burns int }{{100, 0}, {1000, 0}, {1000, 2}} {
+		name := fmt.Sprintf("batch=%d", c.size)
+		if c.burns > 0 {
+			name += fmt.Sprintf("/burns=%d", c.burns)
+		}
+		b.Run(name, func(b *testing.B) {
 			n := 0
-			benchInsert(b, open(b), size, &n)
+			benchInsert(b, open(b), c.size, c.burns, &n)
 		})
 	}
 }
 
-func benchInsert(b *testing.B, s store.Store, batchSize int, n *int) {
+func benchInsert(b *testing.B, s store.Store, batchSize, burns int, n *int) {
 	const lines = 5
 	ctx := context.Background()
 	props := []byte(`{"model":"claude-sonnet-4-6","requestType":"standard"}`)
@@ -53,6 +58,10 @@ func benchInsert(b *testing.B, s store.Store, batchSize int, n *int) {
 				Timestamp: t0.Add(time.Duration(*n) * time.Millisecond), ReceivedAt: t0.Add(time.Duration(*n) * time.Millisecond),
 				Properties: props, Measurements: meas, PlanVersionID: 1, PeriodStart: t0, PeriodEnd: tEnd,
 				Amount: amount.Mul(money.MustParse("5")), Cost: amount.Mul(money.MustParse("5")), Lines: ls,
+			}
+			for j := range burns {
+				batch[i].Burns = append(batch[i].Burns, store.WalletBurn{GrantID: fmt.Sprintf("grant-%d", j%2),
+					At: batch[i].Timestamp, PlanVersionID: 1, PeriodStart: t0, Amount: amount})
 			}
 		}
 		b.StartTimer()

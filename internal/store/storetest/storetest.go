@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sync"
 	"testing"
@@ -39,6 +40,7 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TimestampRange", testTimestampRange},
 		{"EventsByCorrelation", testEventsByCorrelation},
 		{"ReplayPeriod", testReplayPeriod},
+		{"ReplayPeriodLines", testReplayPeriodLines},
 		{"ListEvents", testListEvents},
 		{"Attribution", testAttribution},
 		{"AttributionPagination", testAttributionPagination},
@@ -48,6 +50,7 @@ func Exercise(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CanceledContext", testCanceledContext},
 		{"Close", testClose},
 	}
+	tests = append(tests, ledgerTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -446,9 +449,6 @@ func replayKeys(t *testing.T, s store.Store, p store.PeriodKey) []string {
 			t.Errorf("replay out of sequence order: %d after %d", e.Seq, last)
 		}
 		last = e.Seq
-		if e.Lines != nil {
-			t.Errorf("replay returned lines for %s", e.Key)
-		}
 		ks = append(ks, e.Key)
 		return nil
 	})
@@ -1215,5 +1215,26 @@ func testCanceledContext(t *testing.T, s store.Store) {
 	must(t, err, "find")
 	if len(found) != 0 {
 		t.Error("InsertEvents with a canceled context wrote the event")
+	}
+}
+
+// testReplayPeriodLines: a replay returns each event's rated lines, exact and in order (the
+// billing writer rebuilds tier discounts from them).
+func testReplayPeriodLines(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	must(t, s.InsertEvents(ctx, []*store.EventRecord{
+		event("rl1", "rl1", "cust-rl", "", t0, 1, line("c", "1.25"), line("tier:scale", "-0.125")),
+		event("rl2", "rl2", "cust-rl", "", t0, 1),
+	}), "insert")
+	var got []string
+	err := s.ReplayPeriod(ctx, store.PeriodKey{CustomerID: "cust-rl", PlanVersionID: 1, PeriodStart: t0}, func(e *store.EventRecord) error {
+		for _, l := range e.Lines {
+			got = append(got, e.Key+":"+l.Charge+"="+l.Amount.String())
+		}
+		return nil
+	})
+	must(t, err, "replay")
+	if want := []string{"rl1:c=1.25", "rl1:tier:scale=-0.125"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("replayed lines = %v, want %v", got, want)
 	}
 }

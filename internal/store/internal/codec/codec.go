@@ -10,6 +10,14 @@
 //   - Text must be valid UTF-8 without NUL bytes: PostgreSQL rejects both, so SQLite rejects them
 //     too and the two drivers behave alike.
 //   - Empty JSON and empty byte slices are stored as NULL and read back as nil.
+//   - A late event's billed period is two nullable columns, NULL when the event is billed where
+//     it is rated (a billed period equal to the rated one is stored as NULL too and reads back as
+//     zero); setting only one of the two fields is an error.
+//   - Records an event carries (burns, transitions, notices) belong to its customer: an empty
+//     customer is the event's, another one is an error. Their sequence number and key are the
+//     event's, filled in once the batch commits.
+//   - Adjustments are summed exactly in Go from the late events' stored lines, ordered by rated
+//     period start, plan version, end, then charge, group and type.
 package codec
 
 import (
@@ -228,6 +236,9 @@ type Event struct {
 	Amount        string
 	Cost          string
 	Lines         *string // the rated lines in the Lines encoding; NULL when there are none
+	// The billed period of a late event; both NULL when it is billed where it is rated.
+	BilledPlanVersionID *int64
+	BilledPeriodStart   *int64
 }
 
 // EncodeEvent validates e and converts it to storage form; i is its index in the batch.
@@ -287,6 +298,9 @@ func EncodeEvent(i int, e *store.EventRecord) (Event, error) {
 	if c.Lines, err = Lines(e.Lines); err != nil {
 		return fail(err)
 	}
+	if c.BilledPlanVersionID, c.BilledPeriodStart, err = Billed(e); err != nil {
+		return fail(err)
+	}
 	return c, nil
 }
 
@@ -310,6 +324,10 @@ func DecodeEvent(seq int64, c *Event, withLines bool) (store.EventRecord, error)
 	}
 	if c.ID != nil {
 		e.ID = *c.ID
+	}
+	if c.BilledPlanVersionID != nil && c.BilledPeriodStart != nil {
+		e.BilledPlanVersionID = *c.BilledPlanVersionID
+		e.BilledPeriodStart = ParseTime(*c.BilledPeriodStart)
 	}
 	var err error
 	if e.Unmetered, err = ParseStrings(c.Unmetered); err != nil {
