@@ -1,6 +1,8 @@
 // Package countertest is the one conformance suite every counter.Store driver passes. A driver's
-// test calls Exercise with a function that opens a fresh, empty store; a bug fixed in a driver
-// first gets a case here, so both drivers keep behaving alike.
+// test calls Exercise with a function that opens a fresh, empty store, and ExerciseAuthorize
+// (authorize.go) with an AuthHarness that also gives raw access to the authorize state; a bug
+// fixed in a driver first gets a case here, so both drivers keep behaving alike. BenchmarkApply
+// and BenchmarkAuthorize (bench.go) are the shared benchmarks.
 package countertest
 
 import (
@@ -43,6 +45,17 @@ func Exercise(t *testing.T, open func(t *testing.T) counter.Store) {
 		{"InvalidInput", testInvalidInput},
 		{"ManyCustomersConcurrently", testManyCustomersConcurrently},
 		{"Close", testClose},
+		{"WalletBurnsAndRefunds", testWalletBurnsAndRefunds},
+		{"DuplicateSeqLeavesWalletAndTier", testDuplicateSeqLeavesWalletAndTier},
+		{"GrantExactlyOnce", testGrantExactlyOnce},
+		{"GrantAfterBurnConverges", testGrantAfterBurnConverges},
+		{"WalletOverflowChangesNothing", testWalletOverflowChangesNothing},
+		{"GrantOverflowChangesNothing", testGrantOverflowChangesNothing},
+		{"ExpiryBoundary", testExpiryBoundary},
+		{"RebuildReplacesWalletAndTier", testRebuildReplacesWalletAndTier},
+		{"Tier", testTier},
+		{"WalletConcurrently", testWalletConcurrently},
+		{"WalletInvalidInput", testWalletInvalidInput},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,10 +95,14 @@ func snap(t *testing.T, s counter.Store, customerID string, ref counter.PeriodRe
 	return sn
 }
 
+// equal compares every field of two snapshots; expiries compare as instants.
 func equal(a, b counter.Snapshot) bool {
 	return a.Watermark == b.Watermark && a.LifetimeSpendNanos == b.LifetimeSpendNanos &&
 		a.Period.SpendNanos == b.Period.SpendNanos && a.Period.Events == b.Period.Events &&
-		maps.Equal(a.Period.Usage, b.Period.Usage)
+		maps.Equal(a.Period.Usage, b.Period.Usage) && a.Tier == b.Tier &&
+		maps.EqualFunc(a.Grants, b.Grants, func(x, y counter.GrantCounter) bool {
+			return x.Nanos == y.Nanos && x.ExpiresAt.Equal(y.ExpiresAt)
+		})
 }
 
 func wantSnap(t *testing.T, s counter.Store, customerID string, ref counter.PeriodRef, want counter.Snapshot) {

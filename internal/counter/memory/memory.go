@@ -1,7 +1,19 @@
 // Package memory is the in-process counter store: the embedded default, rebuilt from the
 // durable store at start. Customers are spread over fixed shards, each with its own mutex, so
 // concurrent Applies for different customers rarely contend; an Apply to an existing customer
-// and period with known meters allocates nothing.
+// and period with known meters and grants allocates nothing. A customer's wallet is a map of
+// grant ID to balance, expiry (Unix milliseconds, as the Redis driver keeps it) and the granted
+// marker; like Redis it never drops a grant by itself, only Rebuild does.
+//
+// The authorize path (authorize.go) runs under the same shard lock as Apply, so a decision
+// reads the period usage, spend, wallet and tier and applies its increments in one step, and a
+// settlement happens in the Apply that counts the event. It calls package limit directly
+// (Decide, Release, GCRAAdjust): the arithmetic is limit's, bit for bit. A denial writes
+// nothing, and creates no customer; an ALLOW to a known customer allocates nothing once its
+// maps have grown. Expired reservations are found through a min-heap ordered like the Redis
+// driver's sorted set (expiry, then ID), so both drivers release the same ones first; heap
+// entries of reservations settled or released earlier are dropped when their instant passes.
+// Task breakers are dropped lazily, at the customer's next TripBreaker after their until.
 package memory
 
 import (
@@ -48,6 +60,17 @@ type customer struct {
 	watermark int64
 	lifetime  int64
 	periods   map[periodKey]*period
+	tier      string
+	wallet    map[string]*grant
+	auth      *authState // nil until the first ALLOW or breaker trip
+}
+
+// grant is one wallet entry: present once the grant was granted or burned.
+type grant struct {
+	nanos     int64
+	expiresMs int64 // Unix milliseconds; meaningful when hasExpiry
+	hasExpiry bool
+	granted   bool
 }
 
 // periodKey identifies a period by its plan version and start instant (not time.Time, whose
@@ -97,7 +120,8 @@ func (s *Store) Apply(ctx context.Context, p counter.ApplyParams) (counter.Appli
 	if err := ctx.Err(); err != nil {
 		return counter.Applied{}, err
 	}
-	now := s.now().UnixNano()
+	wall := s.now()
+	now := wall.UnixNano()
 	sh := s.shard(p.CustomerID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -142,6 +166,15 @@ func (s *Store) Apply(ctx context.Context, p counter.ApplyParams) (counter.Appli
 			return counter.Applied{}, overflow(p.CustomerID, "usage of meter "+m)
 		}
 	}
+	for id, burn := range p.Wallet {
+		var bal int64
+		if g := cur.wallet[id]; g != nil {
+			bal = g.nanos
+		}
+		if _, ok := counter.AddNanos(bal, -burn); !ok { // burn > MinInt64: validated
+			return counter.Applied{}, overflow(p.CustomerID, "balance of grant "+id)
+		}
+	}
 
 	if c == nil {
 		c = &customer{}
@@ -149,6 +182,16 @@ func (s *Store) Apply(ctx context.Context, p counter.ApplyParams) (counter.Appli
 	}
 	c.watermark = p.Seq
 	c.lifetime = life
+	if p.Tier != "" {
+		c.tier = p.Tier
+	}
+	for id, burn := range p.Wallet {
+		if burn == 0 {
+			continue
+		}
+		g := c.grant(id)
+		g.nanos -= burn // checked above
+	}
 	if keep {
 		if pr == nil {
 			s.prune(c, now)
@@ -175,7 +218,29 @@ func (s *Store) Apply(ctx context.Context, p counter.ApplyParams) (counter.Appli
 			}
 		}
 	}
-	return counter.Applied{Applied: true, Watermark: p.Seq}, nil
+	settled := false
+	if p.CorrelationID != "" && c.auth != nil {
+		at := wall
+		if !p.Now.IsZero() {
+			at = p.Now
+		}
+		settled = c.auth.settle(p.CorrelationID, p.Tokens, at.UnixMilli())
+	}
+	return counter.Applied{Applied: true, Watermark: p.Seq, Settled: settled}, nil
+}
+
+// grant returns the customer's wallet entry for id, creating it (balance zero, no expiry, not
+// granted) if needed.
+func (c *customer) grant(id string) *grant {
+	g := c.wallet[id]
+	if g == nil {
+		if c.wallet == nil {
+			c.wallet = make(map[string]*grant, 2)
+		}
+		g = &grant{}
+		c.wallet[id] = g
+	}
+	return g
 }
 
 // prune drops the customer's periods past their retention; it runs when a period is created, so
@@ -189,13 +254,13 @@ func (s *Store) prune(c *customer, now int64) {
 }
 
 func overflow(customerID, what string) error {
-	return &overflowError{customerID: customerID, what: what}
+	return &overflowError{op: "apply to", customerID: customerID, what: what}
 }
 
-type overflowError struct{ customerID, what string }
+type overflowError struct{ op, customerID, what string }
 
 func (e *overflowError) Error() string {
-	return "apply to customer " + quote(e.customerID) + ": " + e.what + ": " + counter.ErrOverflow.Error()
+	return e.op + " customer " + quote(e.customerID) + ": " + e.what + ": " + counter.ErrOverflow.Error()
 }
 func (e *overflowError) Unwrap() error { return counter.ErrOverflow }
 
@@ -215,7 +280,17 @@ func (s *Store) Snapshot(ctx context.Context, customerID string, ref counter.Per
 	if c == nil {
 		return counter.Snapshot{}, nil
 	}
-	snap := counter.Snapshot{Watermark: c.watermark, LifetimeSpendNanos: c.lifetime}
+	snap := counter.Snapshot{Watermark: c.watermark, LifetimeSpendNanos: c.lifetime, Tier: c.tier}
+	if len(c.wallet) > 0 {
+		snap.Grants = make(map[string]counter.GrantCounter, len(c.wallet))
+		for id, g := range c.wallet {
+			gc := counter.GrantCounter{Nanos: g.nanos}
+			if g.hasExpiry {
+				gc.ExpiresAt = counter.ExpiryTime(g.expiresMs)
+			}
+			snap.Grants[id] = gc
+		}
+	}
 	if pr := c.periods[keyOf(ref)]; pr != nil && pr.expireAt > now {
 		snap.Period = counter.PeriodCounters{SpendNanos: pr.spend, Events: pr.events}
 		if len(pr.usage) > 0 {
@@ -234,7 +309,12 @@ func (s *Store) Rebuild(ctx context.Context, p counter.RebuildParams) error {
 		return err
 	}
 	now := s.now().UnixNano()
-	c := &customer{watermark: p.Watermark, lifetime: p.LifetimeSpendNanos}
+	c := &customer{watermark: p.Watermark, lifetime: p.LifetimeSpendNanos, tier: p.Tier}
+	for id, gc := range p.Grants {
+		g := c.grant(id)
+		g.nanos, g.granted = gc.Nanos, true
+		g.expiresMs, g.hasExpiry = counter.ExpiryMillis(gc.ExpiresAt)
+	}
 	for ref, pc := range p.Periods {
 		exp := s.expireAt(ref)
 		if exp <= now {
@@ -257,8 +337,73 @@ func (s *Store) Rebuild(ctx context.Context, p counter.RebuildParams) error {
 	}
 	sh := s.shard(p.CustomerID)
 	sh.mu.Lock()
+	if old := sh.customers[p.CustomerID]; old != nil {
+		c.auth = old.auth // the authorize state is not derived from the ledger
+	}
 	sh.customers[p.CustomerID] = c
 	sh.mu.Unlock()
+	return nil
+}
+
+// Grant implements counter.Store.
+func (s *Store) Grant(ctx context.Context, p counter.GrantParams) (bool, error) {
+	if err := p.Validate(); err != nil {
+		return false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	sh := s.shard(p.CustomerID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c := sh.customers[p.CustomerID]
+	var g *grant
+	if c != nil {
+		g = c.wallet[p.GrantID]
+	}
+	if g != nil && g.granted {
+		return false, nil
+	}
+	var bal int64
+	if g != nil {
+		bal = g.nanos
+	}
+	sum, ok := counter.AddNanos(bal, p.Nanos)
+	if !ok {
+		return false, &overflowError{op: "grant to", customerID: p.CustomerID, what: "balance of grant " + p.GrantID}
+	}
+	if c == nil {
+		c = &customer{}
+		sh.customers[p.CustomerID] = c
+	}
+	if g == nil {
+		g = c.grant(p.GrantID)
+	}
+	g.nanos, g.granted = sum, true
+	g.expiresMs, g.hasExpiry = counter.ExpiryMillis(p.ExpiresAt)
+	return true, nil
+}
+
+// SetTier implements counter.Store.
+func (s *Store) SetTier(ctx context.Context, customerID, tier string) error {
+	if err := counter.ValidateCustomerID(customerID); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sh := s.shard(customerID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	c := sh.customers[customerID]
+	if c == nil {
+		if tier == "" {
+			return nil
+		}
+		c = &customer{}
+		sh.customers[customerID] = c
+	}
+	c.tier = tier
 	return nil
 }
 

@@ -5,15 +5,21 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/levyhq/levy/internal/authorize/limit"
 	"github.com/levyhq/levy/internal/counter"
 	"github.com/levyhq/levy/internal/counter/countertest"
 	"github.com/levyhq/levy/internal/counter/redis"
@@ -83,6 +89,105 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestAuthorizeConformance(t *testing.T) {
+	raw := rawClient(t)
+	prefixes := map[counter.Store]string{}
+	var mu sync.Mutex
+	ctx := context.Background()
+	countertest.ExerciseAuthorize(t, countertest.AuthHarness{
+		Open: func(t *testing.T) counter.Store {
+			s, prefix := open(t)
+			mu.Lock()
+			prefixes[s] = prefix
+			mu.Unlock()
+			return s
+		},
+		SetState: func(t *testing.T, s counter.Store, customerID, taskID string, st limit.State) {
+			if err := redis.SetAuthState(ctx, s.(*redis.Store), customerID, taskID, st); err != nil {
+				t.Fatal(err)
+			}
+		},
+		State: func(t *testing.T, s counter.Store, customerID, taskID string) limit.State {
+			st, err := redis.AuthState(ctx, s.(*redis.Store), customerID, taskID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		},
+		Dump: func(t *testing.T, s counter.Store, customerID string) string {
+			mu.Lock()
+			prefix := prefixes[s]
+			mu.Unlock()
+			return dump(t, raw, prefix, customerID)
+		},
+	})
+}
+
+// dump renders every key of a customer: name, type, absolute expiry and contents, sorted.
+func dump(t testing.TB, raw *goredis.Client, prefix, customerID string) string {
+	t.Helper()
+	ctx := context.Background()
+	keys := scan(t, raw, globEscape(prefix+redis.Tag(customerID))+"*")
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		typ, err := raw.Type(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp, err := raw.PExpireTime(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s %s expire %d:", k, typ, exp.Milliseconds())
+		switch typ {
+		case "string":
+			v, err := raw.Get(ctx, k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, " %q", v)
+		case "hash":
+			h, err := raw.HGetAll(ctx, k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range slices.Sorted(maps.Keys(h)) {
+				fmt.Fprintf(&b, " %q=%q", f, h[f])
+			}
+		case "set":
+			m, err := raw.SMembers(ctx, k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(m)
+			fmt.Fprintf(&b, " %q", m)
+		case "zset":
+			z, err := raw.ZRangeWithScores(ctx, k, 0, -1).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range z {
+				fmt.Fprintf(&b, " %q@%s", e.Member, strconv.FormatFloat(e.Score, 'f', -1, 64))
+			}
+		default:
+			t.Fatalf("key %s of unexpected type %s", k, typ)
+		}
+		b.WriteByte('\n')
+	}
+	if b.Len() == 0 {
+		return "<no keys>"
+	}
+	return b.String()
+}
+
+func BenchmarkAuthorize(b *testing.B) {
+	countertest.BenchmarkAuthorize(b, func(b *testing.B) counter.Store {
+		s, _ := open(b)
+		return s
+	})
+}
+
 func BenchmarkApply(b *testing.B) {
 	countertest.BenchmarkApply(b, func(b *testing.B) counter.Store {
 		s, _ := open(b)
@@ -148,7 +253,7 @@ func globEscape(s string) string {
 }
 
 // Every key of a customer hashes to one Cluster slot, whatever bytes its ID holds, and period
-// keys expire at End + retention while the watermark and lifetime never do.
+// keys expire at End + retention while the watermark, lifetime, tier and wallet never do.
 func TestKeysShareSlotAndPeriodsExpire(t *testing.T) {
 	t.Parallel()
 	s, prefix := open(t)
@@ -158,9 +263,12 @@ func TestKeysShareSlotAndPeriodsExpire(t *testing.T) {
 	for _, id := range ids {
 		for i, ref := range []counter.PeriodRef{p1, p2} {
 			if _, err := s.Apply(ctx, counter.ApplyParams{CustomerID: id, Seq: int64(i + 1), Period: ref,
-				SpendNanos: 1, Usage: map[string]int64{"m": 1}, Events: 1}); err != nil {
+				SpendNanos: 1, Usage: map[string]int64{"m": 1}, Events: 1, Wallet: map[string]int64{"g": 1}, Tier: "t"}); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if _, err := s.Grant(ctx, counter.GrantParams{CustomerID: id, GrantID: "g", Nanos: 5, ExpiresAt: p1.End}); err != nil {
+			t.Fatal(err)
 		}
 	}
 	slots := map[uint16]string{}
@@ -168,9 +276,9 @@ func TestKeysShareSlotAndPeriodsExpire(t *testing.T) {
 	for _, id := range ids {
 		tag := redis.Tag(id)
 		keys := scan(t, raw, globEscape(prefix+tag)+":*")
-		// wm, life, the period index and two periods.
-		if len(keys) != 5 {
-			t.Fatalf("customer %q: keys %q, want 5", id, keys)
+		// wm, life, the period index, two periods, the tier and the three wallet keys.
+		if len(keys) != 9 {
+			t.Fatalf("customer %q: keys %q, want 9", id, keys)
 		}
 		total += len(keys)
 		want := crc16(tag[1:len(tag)-1]) % 16384
@@ -236,6 +344,98 @@ func TestOverflowLeavesNoKeys(t *testing.T) {
 	if len(fields) != 1 || fields["u:m"] != itoa(1<<62) {
 		t.Fatalf("period hash after failed applies: %v", fields)
 	}
+
+	// A burn that overflows after other burns opened the wallet hash leaves no new field and no
+	// tier; a grant that overflows leaves no marker.
+	k := s.Keys("w")
+	if err := raw.HSet(ctx, k.Wallet, "big", itoa(math.MinInt64+8)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before = scan(t, raw, prefix+"*")
+	for range 5 { // map order varies: the small burns run before the bad one in some tries
+		if _, err := s.Apply(ctx, counter.ApplyParams{CustomerID: "w", Seq: 2, Period: p1, Events: 1, Tier: "gold",
+			Wallet: map[string]int64{"a": 1, "b": 2, "big": 9, "c": 3}}); !errors.Is(err, counter.ErrOverflow) {
+			t.Fatalf("apply: got %v, want ErrOverflow", err)
+		}
+	}
+	if err := raw.HSet(ctx, k.Wallet, "big", itoa(math.MaxInt64-8)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Grant(ctx, counter.GrantParams{CustomerID: "w", GrantID: "big", Nanos: 9}); !errors.Is(err, counter.ErrOverflow) || ok {
+		t.Fatalf("grant: got %t, %v; want ErrOverflow", ok, err)
+	}
+	if after := scan(t, raw, prefix+"*"); len(after) != len(before) {
+		t.Fatalf("keys before %q, after %q", before, after)
+	}
+	if w, err := raw.HGetAll(ctx, k.Wallet).Result(); err != nil || len(w) != 1 {
+		t.Fatalf("wallet after failed applies: %v, %v", w, err)
+	}
+}
+
+// The key layout is what the package doc says, field by field: the authorize script will read
+// the wallet and tier keys directly.
+func TestKeyLayout(t *testing.T) {
+	t.Parallel()
+	s, prefix := open(t)
+	raw := rawClient(t)
+	ctx := context.Background()
+	id := "cust:{7}"
+	k := s.Keys(id)
+	if k != redis.Keys(prefix, id) {
+		t.Fatalf("Store.Keys and Keys disagree: %+v, %+v", k, redis.Keys(prefix, id))
+	}
+	base := prefix + "{cust:%7B7%7D}:"
+	for name, got := range map[string]string{"wm": k.Watermark, "life": k.Lifetime, "pidx": k.PeriodIndex,
+		"tier": k.Tier, "wallet": k.Wallet, "wallet:exp": k.WalletExpiry, "wallet:granted": k.WalletGranted,
+		"p:" + itoa(p1.PlanVersionID) + ":" + itoa(p1.Start.UnixNano()): k.Period(p1)} {
+		if got != base+name {
+			t.Fatalf("key %s: got %q, want %q", name, got, base+name)
+		}
+	}
+	exp := p1.End.Add(1500 * time.Microsecond)
+	if _, err := s.Grant(ctx, counter.GrantParams{CustomerID: id, GrantID: "paid", Nanos: 1_000, ExpiresAt: exp}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Grant(ctx, counter.GrantParams{CustomerID: id, GrantID: "promo", Nanos: 50}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, counter.ApplyParams{CustomerID: id, Seq: 9, Period: p1, SpendNanos: 1_050, Events: 1,
+		Usage: map[string]int64{"in": 3}, Wallet: map[string]int64{"paid": 1_000, "promo": 50, "early": 1}, Tier: "gold"}); err != nil {
+		t.Fatal(err)
+	}
+	checkString := func(key, want string) {
+		t.Helper()
+		if got, err := raw.Get(ctx, key).Result(); err != nil || got != want {
+			t.Fatalf("GET %s = %q, %v; want %q", key, got, err, want)
+		}
+	}
+	checkHash := func(key string, want map[string]string) {
+		t.Helper()
+		got, err := raw.HGetAll(ctx, key).Result()
+		if err != nil || !maps.Equal(got, want) {
+			t.Fatalf("HGETALL %s = %v, %v; want %v", key, got, err, want)
+		}
+	}
+	checkString(k.Watermark, "9")
+	checkString(k.Lifetime, "1050")
+	checkString(k.Tier, "gold")
+	checkHash(k.Period(p1), map[string]string{"spend": "1050", "events": "1", "u:in": "3"})
+	checkHash(k.Wallet, map[string]string{"paid": "0", "promo": "0", "early": "-1"})
+	checkHash(k.WalletExpiry, map[string]string{"paid": itoa(p1.End.UnixMilli() + 1)})
+	granted, err := raw.SMembers(ctx, k.WalletGranted).Result()
+	if slices.Sort(granted); err != nil || !slices.Equal(granted, []string{"paid", "promo"}) {
+		t.Fatalf("SMEMBERS %s = %v, %v", k.WalletGranted, granted, err)
+	}
+	members, err := raw.SMembers(ctx, k.PeriodIndex).Result()
+	if err != nil || !slices.Equal(members, []string{itoa(p1.PlanVersionID) + ":" + itoa(p1.Start.UnixNano())}) {
+		t.Fatalf("SMEMBERS %s = %v, %v", k.PeriodIndex, members, err)
+	}
+	if err := s.SetTier(ctx, id, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := raw.Exists(ctx, k.Tier).Result(); err != nil || n != 0 {
+		t.Fatalf("tier key after SetTier(\"\"): exists %d, %v", n, err)
+	}
 }
 
 // After SCRIPT FLUSH (as after a Redis restart) the store loads its scripts again.
@@ -265,6 +465,12 @@ func TestNoScriptRecovery(t *testing.T) {
 	}
 	if err := s.Rebuild(ctx, counter.RebuildParams{CustomerID: "c", Watermark: 9}); err != nil {
 		t.Fatalf("rebuild after SCRIPT FLUSH: %v", err)
+	}
+	if err := raw.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.Grant(ctx, counter.GrantParams{CustomerID: "c", GrantID: "g", Nanos: 3}); err != nil || !ok {
+		t.Fatalf("grant after SCRIPT FLUSH: %t, %v", ok, err)
 	}
 	if err := raw.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
@@ -350,5 +556,125 @@ func TestSilentServerHonoursDeadline(t *testing.T) {
 	}
 	if took := time.Since(began); took > time.Second {
 		t.Fatalf("open on a silent server took %s with a 50ms deadline", took)
+	}
+}
+
+// The authorize keys carry the customer's hash tag, have the documented types, and only task
+// breakers expire (at until + counter.BreakerExpiryGrace).
+func TestAuthorizeKeys(t *testing.T) {
+	t.Parallel()
+	s, prefix := open(t)
+	raw := rawClient(t)
+	ctx := context.Background()
+	id := "a{b}:c"
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	if _, err := s.Grant(ctx, counter.GrantParams{CustomerID: id, GrantID: "g", Nanos: 1_000_000}); err != nil {
+		t.Fatal(err)
+	}
+	p := counter.AuthorizeParams{CustomerID: id, ReservationID: "r1", CorrelationID: "k1", TaskID: "run{7}", Now: now,
+		Period: p1, TokenMeters: []string{"in"}, TTL: time.Minute, Estimate: limit.Usage{Tokens: 5, Nanos: 6},
+		Limits: counter.TierLimits{"": {Window: 60_000, RequestsPerWindow: 10, TokensPerWindow: 100, WalletLimited: true}}}
+	if r, err := s.Authorize(ctx, p); err != nil || !r.Allowed {
+		t.Fatalf("authorize: %+v, %v", r, err)
+	}
+	until := now.Add(time.Hour)
+	if err := s.TripBreaker(ctx, id, counter.BreakerTask, "run{7}", until); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TripBreaker(ctx, id, counter.BreakerCustomer, "", until); err != nil {
+		t.Fatal(err)
+	}
+	k := s.Keys(id)
+	base := prefix + redis.Tag(id) + ":"
+	for name, got := range map[string]string{"auth": k.Auth, "res": k.Reservations, "res:exp": k.ReservationExpiry,
+		"res:corr": k.ReservationCorrelation, "tbrk:run{7}": k.TaskBreaker("run{7}")} {
+		if got != base+name {
+			t.Fatalf("key %s: got %q, want %q", name, got, base+name)
+		}
+	}
+	wantSlot := slot(k.Wallet)
+	for _, key := range scan(t, raw, globEscape(base)+"*") {
+		if got := slot(key); got != wantSlot {
+			t.Fatalf("key %q in slot %d, want %d", key, got, wantSlot)
+		}
+		exp, err := raw.PExpireTime(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case key == k.TaskBreaker("run{7}"):
+			if want := until.Add(counter.BreakerExpiryGrace).UnixMilli(); exp.Milliseconds() != want {
+				t.Fatalf("task breaker expires at %d, want %d", exp.Milliseconds(), want)
+			}
+		case strings.Contains(key[len(base):], "p:"):
+		case exp >= 0:
+			t.Fatalf("key %q expires at %s, want never", key, exp)
+		}
+	}
+	auth, err := raw.HGetAll(ctx, k.Auth).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"rpm": itoa(now.UnixMilli() + 6000), "rpmf": "0", "tpm": itoa(now.UnixMilli() + 3000),
+		"tpmf": "0", "rtok": "5", "rnan": "6", "infl": "1", "brk": itoa(until.UnixMilli())}
+	if !maps.Equal(auth, want) {
+		t.Fatalf("HGETALL %s = %v, want %v", k.Auth, auth, want)
+	}
+	if got, err := raw.HGet(ctx, k.ReservationCorrelation, "k1").Result(); err != nil || got != "r1" {
+		t.Fatalf("correlation index: %q, %v", got, err)
+	}
+	if got, err := raw.ZScore(ctx, k.ReservationExpiry, "r1").Result(); err != nil || int64(got) != now.Add(time.Minute).UnixMilli() {
+		t.Fatalf("expiry of r1: %v, %v", got, err)
+	}
+	if got, err := raw.Get(ctx, k.TaskBreaker("run{7}")).Result(); err != nil || got != itoa(until.UnixMilli()) {
+		t.Fatalf("task breaker: %q, %v", got, err)
+	}
+}
+
+// After SCRIPT FLUSH every authorize script is loaded again.
+func TestAuthorizeNoScriptRecovery(t *testing.T) {
+	s, _ := open(t)
+	raw := rawClient(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	p := counter.AuthorizeParams{CustomerID: "c", ReservationID: "r", CorrelationID: "k", Now: now, Period: p1, TTL: time.Hour}
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"authorize", func() error { _, err := s.Authorize(ctx, p); return err }},
+		{"limits", func() error { _, err := s.Limits(ctx, p); return err }},
+		{"release", func() error {
+			if ok, err := s.Release(ctx, "c", "r"); err != nil || !ok {
+				return fmt.Errorf("release: %t, %v", ok, err)
+			}
+			return nil
+		}},
+		{"trip", func() error { return s.TripBreaker(ctx, "c", counter.BreakerTask, "t", now.Add(time.Hour)) }},
+		{"reset", func() error {
+			if ok, err := s.ResetBreaker(ctx, "c", counter.BreakerTask, "t"); err != nil || !ok {
+				return fmt.Errorf("reset: %t, %v", ok, err)
+			}
+			return nil
+		}},
+	}
+	for _, st := range steps {
+		if err := raw.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.run(); err != nil {
+			t.Fatalf("%s after SCRIPT FLUSH: %v", st.name, err)
+		}
+	}
+	// Recovery loads the script again (SCRIPT LOAD), so later calls are plain EVALSHA.
+	if err := raw.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p.ReservationID = "r2"
+	if r, err := s.Authorize(ctx, p); err != nil || !r.Allowed {
+		t.Fatalf("authorize after SCRIPT FLUSH: %+v, %v", r, err)
+	}
+	if ok, err := raw.ScriptExists(ctx, redis.AuthorizeScriptHash()).Result(); err != nil || !ok[0] {
+		t.Fatalf("authorize script not loaded again: %v, %v", ok, err)
 	}
 }
