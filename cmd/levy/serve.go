@@ -16,6 +16,9 @@ import (
 
 	"github.com/levyhq/levy/internal/billing"
 	"github.com/levyhq/levy/internal/config"
+	"github.com/levyhq/levy/internal/counter"
+	countermemory "github.com/levyhq/levy/internal/counter/memory"
+	counterredis "github.com/levyhq/levy/internal/counter/redis"
 	"github.com/levyhq/levy/internal/httpapi"
 	"github.com/levyhq/levy/internal/store"
 	"github.com/levyhq/levy/internal/store/postgres"
@@ -70,9 +73,24 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, lis
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	svc := billing.New(st, log, billing.Options{DefaultPlan: cfg.Ingest.DefaultPlan, MaxGroup: cfg.Ingest.MaxGroup, Metrics: billing.NewMetrics(reg)})
+	cs, csName, err := openCounters(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer cs.Close()
+	svc := billing.New(st, log, billing.Options{
+		DefaultPlan: cfg.Ingest.DefaultPlan, MaxGroup: cfg.Ingest.MaxGroup, Metrics: billing.NewMetrics(reg),
+		Counters: cs, CounterOptions: billing.CounterOptions{Durable: csName == "redis", Timeout: cfg.Counters.ApplyTimeout},
+		Grace: cfg.Close.Grace,
+	})
 	svcCtx, stopSvc := context.WithCancel(context.Background())
 	go svc.Run(svcCtx)
+	jobsCtx, stopJobs := context.WithCancel(context.Background())
+	defer stopJobs()
+	go svc.RunCloser(jobsCtx, cfg.Close.Every)
+	if cfg.Counters.ReconcileEvery > 0 {
+		go svc.RunReconciler(jobsCtx, cfg.Counters.ReconcileEvery, cfg.Counters.Repair)
+	}
 
 	var shuttingDown atomic.Bool
 	api := httpapi.New(svc, st, httpapi.NewAuthenticator(st, cfg.AdminKey), log,
@@ -84,7 +102,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, lis
 		stopSvc()
 		return err
 	}
-	log.Info("levy listening", "addr", ln.Addr().String(), "store", backend)
+	log.Info("levy listening", "addr", ln.Addr().String(), "store", backend, "counters", csName)
 	if listening != nil {
 		listening <- ln.Addr().String()
 	}
@@ -104,6 +122,7 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, lis
 	if serr := srv.Shutdown(sctx); serr != nil {
 		log.Warn("shutdown", "err", serr)
 	}
+	stopJobs()
 	stopSvc()
 	select {
 	case <-svc.Stopped():
@@ -124,6 +143,19 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// openCounters opens the counter store: Redis when configured, else the in-process one (which
+// the service rebuilds from the ledger at start).
+func openCounters(ctx context.Context, cfg config.Config) (counter.Store, string, error) {
+	if cfg.RedisURL != "" {
+		cs, err := counterredis.Open(ctx, cfg.RedisURL, counterredis.Options{})
+		if err != nil {
+			return nil, "", fmt.Errorf("open Redis: %w", err)
+		}
+		return cs, "redis", nil
+	}
+	return countermemory.New(countermemory.Options{}), "memory", nil
 }
 
 func openStore(ctx context.Context, cfg config.Config) (store.Store, string, error) {

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/levyhq/levy/internal/catalog"
+	"github.com/levyhq/levy/internal/counter"
 	"github.com/levyhq/levy/internal/rating"
 	"github.com/levyhq/levy/internal/store"
 )
@@ -44,6 +45,12 @@ type Options struct {
 	Now func() time.Time
 	// Metrics receives ingestion figures; nil disables them.
 	Metrics *Metrics
+	// Counters, when set, is kept in step with the ledger (see CounterOptions).
+	Counters       counter.Store
+	CounterOptions CounterOptions
+	// Grace is how long after a period ends its late events are still billed in it; the
+	// period is closed (invoiced) once it has passed. Default 1h.
+	Grace time.Duration
 }
 
 // Service is the billing service. Start its writer with Run.
@@ -64,7 +71,17 @@ type Service struct {
 	periods map[store.PeriodKey]*periodState
 
 	queue   chan *ingestRequest
+	ctl     chan func()
 	stopped chan struct{}
+
+	closeMu sync.Mutex
+	closed  map[string]map[store.PeriodKey]string // customer → closed period → invoice ID
+
+	acctMu   sync.Mutex
+	accounts map[string]*account
+
+	counters counter.Store
+	applier  *applier
 }
 
 // planRef is a plan version ready to rate with.
@@ -83,7 +100,10 @@ func New(st store.Store, log *slog.Logger, opts Options) *Service {
 	if opts.MaxGroup <= 0 {
 		opts.MaxGroup = 5000
 	}
-	return &Service{
+	if opts.Grace <= 0 {
+		opts.Grace = time.Hour
+	}
+	s := &Service{
 		store:     st,
 		log:       log,
 		opts:      opts,
@@ -93,8 +113,16 @@ func New(st store.Store, log *slog.Logger, opts Options) *Service {
 		customers: map[string]*store.Customer{},
 		periods:   map[store.PeriodKey]*periodState{},
 		queue:     make(chan *ingestRequest, 1024),
+		ctl:       make(chan func()),
 		stopped:   make(chan struct{}),
+		closed:    map[string]map[store.PeriodKey]string{},
+		accounts:  map[string]*account{},
+		counters:  opts.Counters,
 	}
+	if opts.Counters != nil {
+		s.applier = newApplier(s, opts.Counters, opts.CounterOptions)
+	}
+	return s
 }
 
 // Run runs the ingestion writer until ctx is done, then finishes the requests already queued.
@@ -104,13 +132,24 @@ func New(st store.Store, log *slog.Logger, opts Options) *Service {
 // one commit is in flight; replies go out when their commit returns. If a commit fails, the
 // group rated on top of it is rated again from the ledger before it is committed.
 func (s *Service) Run(ctx context.Context) {
-	defer close(s.stopped)
+	defer close(s.stopped) // last: after the applier has applied what the writer committed
+	var wg sync.WaitGroup
+	if s.applier != nil {
+		actx, cancel := context.WithCancel(context.Background())
+		wg.Add(1)
+		go func() { defer wg.Done(); s.applier.run(actx) }()
+		// The applier stops after the writer, so the last commits are applied.
+		defer func() { cancel(); wg.Wait() }()
+	}
 	var prev *inflight
 	for {
 		var req *ingestRequest
 		if prev == nil {
 			select {
 			case req = <-s.queue:
+			case fn := <-s.ctl:
+				fn()
+				continue
 			case <-ctx.Done():
 				s.drain()
 				return
@@ -118,6 +157,11 @@ func (s *Service) Run(ctx context.Context) {
 		} else {
 			select {
 			case req = <-s.queue:
+			case fn := <-s.ctl:
+				s.finish(prev, <-prev.done)
+				prev = nil
+				fn()
+				continue
 			case err := <-prev.done:
 				s.finish(prev, err)
 				prev = nil

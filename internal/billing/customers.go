@@ -25,6 +25,12 @@ type CustomerInput struct {
 	SubscriptionStart *time.Time        `json:"subscriptionStart,omitempty"`
 	Metadata          map[string]string `json:"metadata,omitempty"`
 	Limits            json.RawMessage   `json:"limits,omitempty"`
+	// TierOverride sets a spend tier by hand (it wins over the ladder); "" clears it; absent
+	// keeps it.
+	TierOverride *string `json:"tierOverride,omitempty"`
+	// LowBalanceThreshold is the wallet balance below which a low_balance notice is recorded
+	// (a decimal string); null clears it; absent keeps it.
+	LowBalanceThreshold json.RawMessage `json:"lowBalanceThreshold,omitempty"`
 }
 
 var customerIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,256}$`)
@@ -57,6 +63,22 @@ func (s *Service) PutCustomer(ctx context.Context, id string, in CustomerInput) 
 	if len(in.Limits) > 0 {
 		p.Limits = in.Limits
 	}
+	if len(in.LowBalanceThreshold) > 0 {
+		th, err := parseOptionalDecimal("lowBalanceThreshold", in.LowBalanceThreshold)
+		if err != nil {
+			return store.Customer{}, err
+		}
+		if th != nil && !th.IsPositive() {
+			return store.Customer{}, problem.Invalidf("lowBalanceThreshold", "must be positive (or null to clear it)")
+		}
+		p.SetLowBalance, p.LowBalance = true, th
+	}
+	if in.TierOverride != nil {
+		if *in.TierOverride != "" && !customerIDPattern.MatchString(*in.TierOverride) {
+			return store.Customer{}, problem.Invalidf("tierOverride", "must name a tier of the catalog's ladder")
+		}
+		p.TierOverride = in.TierOverride
+	}
 	existing, err := s.store.GetCustomer(ctx, id)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Customer{}, err
@@ -86,6 +108,9 @@ func (s *Service) PutCustomer(ctx context.Context, id string, in CustomerInput) 
 			start := period.Schedule{Unit: ref.plan.Period, Anchor: period.CalendarAnchor}.At(s.now()).Start
 			if in.SubscriptionStart != nil {
 				start = in.SubscriptionStart.UTC()
+				if start.Before(time.Date(1678, 1, 1, 0, 0, 0, 0, time.UTC)) || start.After(maxStoredTime) {
+					return store.Customer{}, problem.Invalidf("subscriptionStart", "must be between 1678 and 2262")
+				}
 			}
 			if current != nil && start.Before(current.Start) {
 				return store.Customer{}, problem.Invalidf("subscriptionStart", "must not be before the current subscription's start (%s)", current.Start.Format(time.RFC3339))
@@ -93,6 +118,24 @@ func (s *Service) PutCustomer(ctx context.Context, id string, in CustomerInput) 
 			p.Subscribe, p.PlanVersionID, p.Start = true, pv.ID, start
 		}
 	}
+	if in.TierOverride != nil && *in.TierOverride != "" {
+		// Check the override against the ladder before anything is stored.
+		if existing.ID == "" && !p.Subscribe {
+			return store.Customer{}, problem.Invalidf("tierOverride", "needs a customer with a plan")
+		}
+		pvID := p.PlanVersionID
+		if !p.Subscribe {
+			pvID = existing.Subscriptions[len(existing.Subscriptions)-1].PlanVersionID
+		}
+		ref, err := s.plan(ctx, pvID)
+		if err != nil {
+			return store.Customer{}, err
+		}
+		if ref.cat.Tiers.Tier(*in.TierOverride) == nil {
+			return store.Customer{}, problem.Invalidf("tierOverride", "the catalog's tier ladder has no tier %q", *in.TierOverride)
+		}
+	}
+	overrideChanged := in.TierOverride != nil && *in.TierOverride != existing.TierOverride
 	c, err := s.store.PutCustomer(ctx, p)
 	if err != nil {
 		return c, fmt.Errorf("store customer: %w", err)
@@ -100,6 +143,31 @@ func (s *Service) PutCustomer(ctx context.Context, id string, in CustomerInput) 
 	s.custMu.Lock()
 	s.customers[id] = &c
 	s.custMu.Unlock()
+	if p.SetLowBalance {
+		err := s.control(ctx, func() {
+			s.acctMu.Lock()
+			a := s.accounts[id]
+			s.acctMu.Unlock()
+			if a == nil {
+				return // loaded with the threshold when first needed
+			}
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			if p.LowBalance == nil {
+				a.wallet.ClearThreshold()
+			} else {
+				_ = a.wallet.SetThreshold(*p.LowBalance)
+			}
+		})
+		if err != nil {
+			return c, err
+		}
+	}
+	if overrideChanged && len(c.Subscriptions) > 0 {
+		if err := s.setOverride(ctx, id, c.TierOverride); err != nil {
+			return c, err
+		}
+	}
 	return c, nil
 }
 

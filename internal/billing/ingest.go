@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/levyhq/levy/internal/guard"
 	"github.com/levyhq/levy/internal/period"
 	"github.com/levyhq/levy/internal/problem"
 	"github.com/levyhq/levy/internal/store"
@@ -113,6 +114,7 @@ type pending struct {
 	res     IngestResult
 	err     error
 	records []*store.EventRecord
+	trips   []guard.Trip
 }
 
 // inflight is a rated group whose commit is running.
@@ -169,6 +171,7 @@ func (s *Service) finish(in *inflight, err error) {
 func (s *Service) dropStates(touched map[store.PeriodKey]bool) {
 	for key := range touched {
 		s.dropState(key)
+		s.dropAccount(key.CustomerID)
 	}
 }
 
@@ -220,6 +223,22 @@ func (s *Service) reply(group []*ingestRequest, work []*pending, err error) {
 	}
 	if err != nil && s.opts.Metrics != nil {
 		s.opts.Metrics.CommitFails.Inc()
+	}
+	if err == nil && s.applier != nil {
+		var recs []*store.EventRecord
+		var trips []guard.Trip
+		for _, w := range work {
+			if w != nil && w.err == nil {
+				recs = append(recs, w.records...)
+				trips = append(trips, w.trips...)
+			}
+		}
+		if len(recs) > 0 {
+			s.applier.handOff(recs)
+		}
+		if len(trips) > 0 {
+			go s.tripBreakers(trips)
+		}
 	}
 }
 
@@ -345,6 +364,36 @@ func (s *Service) rateGroup(ctx context.Context, group []*ingestRequest, prior m
 				return work, touched, inGroup, fmt.Errorf("rate event %d: %w", j, err)
 			}
 			amount := res.Amount()
+			// A late event (its period is closed) is billed in the customer's open period as
+			// an adjustment; its amounts still come from its own period's running state.
+			billed := t.key
+			closed, err := s.isClosed(ctx, t.key)
+			if err != nil {
+				ps.mu.Unlock()
+				return work, touched, inGroup, err
+			}
+			if closed {
+				c, err := s.cachedCustomer(ctx, ev.CustomerID)
+				if err == nil {
+					billed, _, _, err = s.periodOf(ctx, c, now)
+				}
+				if err != nil {
+					ps.mu.Unlock()
+					return work, touched, inGroup, fmt.Errorf("open period of %q for a late event: %w", ev.CustomerID, err)
+				}
+				touched[billed] = true
+			}
+			acct, err := s.account(ctx, ev.CustomerID)
+			if err != nil {
+				ps.mu.Unlock()
+				return work, touched, inGroup, err
+			}
+			task, _ := ev.Get(TaskProperty)
+			amount, fx := s.applyAccount(acct, t.ref.cat, billed, ev.Timestamp, now, amount, res.Cost, eventRef{ev.ID, ev.CorrelationID, task})
+			acct.mu.Unlock()
+			if fx.discount != nil {
+				ps.addDiscount(fx.discount.Charge, fx.discount.Quantity, fx.discount.Amount)
+			}
 			ps.spend = ps.spend.Add(amount)
 			ps.mu.Unlock()
 			rec := &store.EventRecord{
@@ -367,6 +416,22 @@ func (s *Service) rateGroup(ctx context.Context, group []*ingestRequest, prior m
 			}
 			for _, l := range res.Lines {
 				rec.Lines = append(rec.Lines, store.RatedLine{Charge: l.Charge, Group: l.Group, Type: string(l.Type), Quantity: l.Quantity, Amount: l.Amount, Cost: l.Cost})
+			}
+			if fx.discount != nil {
+				rec.Lines = append(rec.Lines, *fx.discount)
+			}
+			if closed {
+				rec.BilledPlanVersionID, rec.BilledPeriodStart = billed.PlanVersionID, billed.PeriodStart
+				if m := s.opts.Metrics; m != nil {
+					m.LateEvents.Inc()
+				}
+			}
+			rec.Burns, rec.Transitions, rec.Notices = fx.burns, fx.transitions, fx.notices
+			w.trips = append(w.trips, fx.trips...)
+			if m := s.opts.Metrics; m != nil {
+				for _, tr := range fx.transitions {
+					m.Transitions.WithLabelValues(tr.Reason).Inc()
+				}
 			}
 			w.records = append(w.records, rec)
 			inGroup[r.keys[j]] = r.hashes[j]

@@ -9,6 +9,15 @@ type Metrics struct {
 	CommitTime  prometheus.Histogram
 	Replays     prometheus.Counter
 	CommitFails prometheus.Counter
+
+	CounterApply    prometheus.Histogram
+	CounterFailures prometheus.Counter
+	CounterCursor   prometheus.Gauge
+	CounterDrift    prometheus.Gauge
+	CounterChecks   prometheus.Counter
+	Transitions     *prometheus.CounterVec
+	Invoices        prometheus.Counter
+	LateEvents      prometheus.Counter
 }
 
 // NewMetrics registers the ingestion metrics.
@@ -31,7 +40,34 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CommitFails: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "levy_ingest_commit_failures_total", Help: "Group commits that failed and were answered with an error.",
 		}),
+		CounterApply: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "levy_counter_apply_seconds", Help: "Time to apply one ledger event to the counter store.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 2, 18),
+		}),
+		CounterFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "levy_counter_apply_failures_total", Help: "Counter-store applies that failed; the counters catch up from the ledger.",
+		}),
+		CounterCursor: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "levy_counter_cursor", Help: "Ledger sequence number up to which every event is applied to the counter store.",
+		}),
+		CounterDrift: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "levy_counter_drift_customers", Help: "Customers whose counters disagreed with the ledger at the last check.",
+		}),
+		CounterChecks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "levy_counter_checks_total", Help: "Reconciliation runs of the counter store against the ledger.",
+		}),
+		Transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "levy_tier_transitions_total", Help: "Spend-tier transitions recorded, by reason.",
+		}, []string{"reason"}),
+		Invoices: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "levy_invoices_issued_total", Help: "Final invoices issued by period close.",
+		}),
+		LateEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "levy_late_events_total", Help: "Events for closed periods, billed as adjustments in the open period.",
+		}),
 	}
-	reg.MustRegister(m.Events, m.GroupSize, m.CommitTime, m.Replays, m.CommitFails)
+	reg.MustRegister(m.Events, m.GroupSize, m.CommitTime, m.Replays, m.CommitFails,
+		m.CounterApply, m.CounterFailures, m.CounterCursor, m.CounterDrift, m.CounterChecks,
+		m.Transitions, m.Invoices, m.LateEvents)
 	return m
 }

@@ -20,8 +20,28 @@ type periodState struct {
 	ref    *planRef
 	period period.Period
 	st     *rating.State
-	// spend is the sum of the period's rated event amounts.
+	// spend is the sum of the period's rated event amounts (after tier discounts).
 	spend money.Decimal
+	// discounts sums the tier discount lines of the period's events by charge ("tier:<key>").
+	discounts map[string]*discountSum
+}
+
+// discountSum is one tier's discount over a period: the amounts it applied to and the discount.
+type discountSum struct {
+	base, amount money.Decimal
+}
+
+func (ps *periodState) addDiscount(charge string, base, amount money.Decimal) {
+	if ps.discounts == nil {
+		ps.discounts = map[string]*discountSum{}
+	}
+	d := ps.discounts[charge]
+	if d == nil {
+		d = &discountSum{base: money.Zero, amount: money.Zero}
+		ps.discounts[charge] = d
+	}
+	d.base = d.base.Add(base)
+	d.amount = d.amount.Add(amount)
 }
 
 // state returns the period's state, replaying the ledger the first time it is needed. The
@@ -40,16 +60,21 @@ func (s *Service) state(ctx context.Context, key store.PeriodKey, ref *planRef, 
 	}
 	ps.st = ref.rater.NewState()
 	ps.spend = money.Zero
+	ps.discounts = nil
 	var ev usage.Event
 	err := s.store.ReplayPeriod(ctx, key, func(r *store.EventRecord) error {
 		if err := recordToEvent(r, &ev); err != nil {
 			return err
 		}
-		res, err := ref.rater.Rate(ps.st, &ev)
-		if err != nil {
+		if _, err := ref.rater.Rate(ps.st, &ev); err != nil {
 			return err
 		}
-		ps.spend = ps.spend.Add(res.Amount())
+		ps.spend = ps.spend.Add(r.Amount)
+		for _, l := range r.Lines {
+			if l.Type == string(rating.LineDiscount) {
+				ps.addDiscount(l.Charge, l.Quantity, l.Amount)
+			}
+		}
 		return nil
 	})
 	if err != nil {

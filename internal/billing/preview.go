@@ -47,12 +47,9 @@ func (s *Service) InvoicePreview(ctx context.Context, customerID string) (Invoic
 	if err != nil {
 		return Invoice{}, err
 	}
-	priced := ref.rater.Price(ps.st)
+	_, doc, err := s.document(ctx, ps, key)
 	ps.mu.Unlock()
-	f := invoice.Round(priced, ref.cat.Currency)
-	return f.Document(customerID, ref.plan.Key, ref.version.Version, p, func(l rating.PricedLine) string {
-		return AttributionLink(key, l.Charge, l.Group, string(l.Type))
-	}), nil
+	return doc, err
 }
 
 // AttributionLink is the API path of a line's attribution.
@@ -92,9 +89,12 @@ func (s *Service) Spend(ctx context.Context, customerID string) (Spend, error) {
 	if err != nil {
 		return Spend{}, err
 	}
-	priced := ref.rater.Price(ps.st)
+	priced, err := s.priced(ctx, ps, key)
 	spend := ps.spend
 	ps.mu.Unlock()
+	if err != nil {
+		return Spend{}, err
+	}
 	f := invoice.Round(priced, ref.cat.Currency)
 	return Spend{
 		CustomerID: customerID, Plan: ref.plan.Key, PlanVersion: ref.version.Version,

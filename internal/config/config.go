@@ -36,7 +36,31 @@ type Config struct {
 	// process crash but not a power loss) (LEVY_SQLITE_SYNCHRONOUS).
 	SQLiteSynchronous string `yaml:"sqliteSynchronous"`
 
-	Ingest Ingest `yaml:"ingest"`
+	Ingest   Ingest   `yaml:"ingest"`
+	Counters Counters `yaml:"counters"`
+	Close    Close    `yaml:"close"`
+}
+
+// Counters tunes the counter store (in-process by default, Redis with RedisURL).
+type Counters struct {
+	// ApplyTimeout bounds one apply of a ledger event to the counter store
+	// (LEVY_COUNTERS_APPLY_TIMEOUT). Default 2s.
+	ApplyTimeout time.Duration `yaml:"applyTimeout"`
+	// ReconcileEvery is how often every customer's counters are compared with the ledger
+	// (LEVY_COUNTERS_RECONCILE_EVERY); 0 uses the default 10m, a negative value disables it.
+	ReconcileEvery time.Duration `yaml:"reconcileEvery"`
+	// Repair, when true, rebuilds the counters of customers the reconciler finds drifted
+	// (LEVY_COUNTERS_REPAIR). Default false: drift is reported (metric and log) only.
+	Repair bool `yaml:"repair"`
+}
+
+// Close tunes period close.
+type Close struct {
+	// Grace is how long after a period ends late events are still billed in it before the
+	// period is closed and invoiced (LEVY_CLOSE_GRACE). Default 1h.
+	Grace time.Duration `yaml:"grace"`
+	// Every is how often due periods are looked for (LEVY_CLOSE_EVERY). Default 1m.
+	Every time.Duration `yaml:"every"`
 }
 
 // Ingest tunes event ingestion.
@@ -87,6 +111,18 @@ func (c *Config) fill() {
 	if c.Ingest.MaxGroup == 0 {
 		c.Ingest.MaxGroup = 5000
 	}
+	if c.Counters.ApplyTimeout == 0 {
+		c.Counters.ApplyTimeout = 2 * time.Second
+	}
+	if c.Counters.ReconcileEvery == 0 {
+		c.Counters.ReconcileEvery = 10 * time.Minute
+	}
+	if c.Close.Grace == 0 {
+		c.Close.Grace = time.Hour
+	}
+	if c.Close.Every == 0 {
+		c.Close.Every = time.Minute
+	}
 }
 
 // Load reads the YAML file at path (if path is not empty), applies LEVY_* variables from
@@ -119,12 +155,26 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	str("LEVY_LOG_FORMAT", &c.LogFormat)
 	str("LEVY_SQLITE_SYNCHRONOUS", &c.SQLiteSynchronous)
 	str("LEVY_INGEST_DEFAULT_PLAN", &c.Ingest.DefaultPlan)
-	if v := getenv("LEVY_SHUTDOWN_TIMEOUT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("LEVY_SHUTDOWN_TIMEOUT: %v", err))
+	dur := func(name string, dst *time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %v", name, err))
+			}
+			*dst = d
 		}
-		c.ShutdownTimeout = d
+	}
+	dur("LEVY_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	dur("LEVY_COUNTERS_APPLY_TIMEOUT", &c.Counters.ApplyTimeout)
+	dur("LEVY_COUNTERS_RECONCILE_EVERY", &c.Counters.ReconcileEvery)
+	dur("LEVY_CLOSE_GRACE", &c.Close.Grace)
+	dur("LEVY_CLOSE_EVERY", &c.Close.Every)
+	if v := getenv("LEVY_COUNTERS_REPAIR"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("LEVY_COUNTERS_REPAIR: must be true or false"))
+		}
+		c.Counters.Repair = b
 	}
 	intVar := func(name string, dst *int) {
 		if v := getenv(name); v != "" {
@@ -177,6 +227,15 @@ func (c Config) Validate() error {
 	}
 	if c.Ingest.MaxBatch < 1 {
 		errs = append(errs, errors.New("ingest.maxBatch: must be at least 1"))
+	}
+	if c.Counters.ApplyTimeout < 0 {
+		errs = append(errs, errors.New("counters.applyTimeout: must not be negative"))
+	}
+	if c.Close.Grace < 0 {
+		errs = append(errs, errors.New("close.grace: must not be negative"))
+	}
+	if c.Close.Every < 0 {
+		errs = append(errs, errors.New("close.every: must not be negative"))
 	}
 	if c.Ingest.MaxGroup < 1 {
 		errs = append(errs, errors.New("ingest.maxGroup: must be at least 1"))

@@ -92,6 +92,15 @@ type DocLine struct {
 	Amount        string `json:"amount"`
 	Cost          string `json:"cost,omitempty"`
 	Attribution   string `json:"attribution,omitempty"`
+	// AdjustsPeriod, on an adjustment line, names the closed period whose late events it bills.
+	AdjustsPeriod *AdjustedPeriod `json:"adjustsPeriod,omitempty"`
+}
+
+// AdjustedPeriod names the period an adjustment line belongs to.
+type AdjustedPeriod struct {
+	PlanVersion int64     `json:"planVersionId"`
+	PeriodStart time.Time `json:"periodStart"`
+	PeriodEnd   time.Time `json:"periodEnd"`
 }
 
 // Document renders the figures of one (customer, plan, period). link, when not nil, gives the
@@ -126,6 +135,9 @@ func (f *Figures) Document(customerID, plan string, planVersion int64, p period.
 		}
 		if link != nil && l.Attributable {
 			dl.Attribution = link(l.PricedLine)
+		}
+		if a := l.Adjusts; a != nil {
+			dl.AdjustsPeriod = &AdjustedPeriod{PlanVersion: a.PlanVersionID, PeriodStart: a.Start.UTC(), PeriodEnd: a.End.UTC()}
 		}
 		d.Lines = append(d.Lines, dl)
 	}

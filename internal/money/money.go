@@ -18,6 +18,7 @@ package money
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"sort"
 	"strconv"
@@ -291,3 +292,22 @@ func Allocate(total Decimal, weights []Decimal, places int32) ([]Decimal, error)
 	}
 	return parts, nil
 }
+
+// nano is the pseudo-currency of the counter store's integer amounts: 10^-9 of the unit.
+var nano = Currency{Code: "nano", Minor: 9}
+
+// ToNanos converts an exact amount to integer nanos of the unit, rounded half away from zero by
+// Round (amounts finer than a nano are rounded once, here). ok is false when the result does not
+// fit an int64.
+func ToNanos(d Decimal) (n int64, ok bool) {
+	r := Round(d, nano).Shift(9)
+	if !r.IsInteger() || r.Abs().GreaterThan(maxInt64) {
+		return 0, false
+	}
+	return r.IntPart(), true
+}
+
+// FromNanos converts integer nanos back to an exact amount.
+func FromNanos(n int64) Decimal { return decimal.New(n, -9) }
+
+var maxInt64 = decimal.New(math.MaxInt64, 0)

@@ -482,3 +482,28 @@ func TestAllocateProperty(t *testing.T) {
 		}
 	}
 }
+
+func TestNanos(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"1", 1_000_000_000, true},
+		{"0.0000000015", 2, true},  // half away from zero
+		{"-0.0000000015", -2, true}, // half away from zero
+		{"0.0000000014", 1, true},
+		{"9223372036.854775807", 9223372036854775807, true},
+		{"9223372036.854775808", 0, false},
+		{"-9223372036.854775808", 0, false},
+	} {
+		got, ok := ToNanos(MustParse(c.in))
+		if got != c.want || ok != c.ok {
+			t.Errorf("ToNanos(%s) = %d, %v; want %d, %v", c.in, got, ok, c.want, c.ok)
+		}
+		if ok && c.in != "0.0000000015" && c.in != "-0.0000000015" && c.in != "0.0000000014" && !FromNanos(got).Equal(MustParse(c.in)) {
+			t.Errorf("FromNanos(%d) = %s, want %s", got, FromNanos(got), c.in)
+		}
+	}
+}

@@ -293,6 +293,8 @@ const (
 	LineMaximum    LineType = "maximum"
 	LineMinimum    LineType = "minimum"
 	LineCommitment LineType = "commitment"
+	// LineDiscount is a spend tier's discount on the amounts rated after a promotion.
+	LineDiscount LineType = "discount"
 )
 
 // Result is what rating one event produced.

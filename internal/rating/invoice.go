@@ -1,6 +1,8 @@
 package rating
 
 import (
+	"time"
+
 	"github.com/levyhq/levy/internal/catalog"
 	"github.com/levyhq/levy/internal/money"
 )
@@ -17,6 +19,14 @@ type PricedLine struct {
 	// Attributable is true when the line's amount is the sum of its events' rated lines of the
 	// same (charge, group, type), so attribution to correlation IDs adds up to it exactly.
 	Attributable bool
+	// Adjusts, on an adjustment line, names the closed period whose late events the line bills.
+	Adjusts *AdjustedPeriod
+}
+
+// AdjustedPeriod names the period an adjustment line belongs to.
+type AdjustedPeriod struct {
+	PlanVersionID int64
+	Start, End    time.Time
 }
 
 // Priced is a period's whole price for one customer on one plan.
