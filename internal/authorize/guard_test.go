@@ -1,0 +1,169 @@
+package authorize
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/levyhq/levy/internal/counter"
+	"github.com/levyhq/levy/internal/guard"
+	"github.com/levyhq/levy/internal/money"
+	"github.com/levyhq/levy/internal/problem"
+)
+
+func d(s string) money.Decimal { return money.MustParse(s) }
+
+func TestEvaluateGuard(t *testing.T) {
+	t.Parallel()
+	rules := loadCatalog(t, ladderCatalog).MarginGuard
+	base := guard.Input{CustomerID: "c1", TaskID: "run_1", EventCost: d("0.01"), EventPrice: d("0.02"), At: t0}
+	for _, tc := range []struct {
+		name  string
+		edit  func(*guard.Input)
+		trips []Trip
+	}{
+		{"nothing breached", func(in *guard.Input) { in.TaskCost, in.TaskPrice = d("1"), d("2") }, nil},
+		{"task cost at its ceiling does not trip", func(in *guard.Input) { in.TaskCost, in.TaskPrice = d("5.00"), d("10") }, nil},
+		{"task cost past its ceiling", func(in *guard.Input) { in.TaskCost, in.TaskPrice = d("5.01"), d("10") },
+			[]Trip{{CustomerID: "c1", RuleKey: "runaway_task", Scope: counter.BreakerTask, Key: "run_1", Until: t0.Add(10 * time.Minute)}}},
+		{"cost over price past minCost", func(in *guard.Input) { in.TaskCost, in.TaskPrice = d("0.60"), d("0.39") },
+			[]Trip{{CustomerID: "c1", RuleKey: "task_ratio", Scope: counter.BreakerTask, Key: "run_1", Until: t0.Add(20 * time.Minute)}}},
+		{"cost over price below minCost", func(in *guard.Input) { in.TaskCost, in.TaskPrice = d("0.49"), d("0.01") }, nil},
+		{"both task rules", func(in *guard.Input) { in.TaskCost, in.TaskPrice = d("6"), d("1") }, []Trip{
+			{CustomerID: "c1", RuleKey: "runaway_task", Scope: counter.BreakerTask, Key: "run_1", Until: t0.Add(10 * time.Minute)},
+			{CustomerID: "c1", RuleKey: "task_ratio", Scope: counter.BreakerTask, Key: "run_1", Until: t0.Add(20 * time.Minute)}}},
+		{"no task: task rules skipped", func(in *guard.Input) { in.TaskID, in.TaskCost, in.TaskPrice = "", d("6"), d("1") }, nil},
+		{"customer margin below 20% past $100", func(in *guard.Input) { in.PeriodSpend, in.PeriodCost = d("100"), d("80.01") },
+			[]Trip{{CustomerID: "c1", RuleKey: "customer_margin", Scope: counter.BreakerCustomer, Until: t0.Add(time.Hour)}}},
+		{"customer margin at 20%", func(in *guard.Input) { in.PeriodSpend, in.PeriodCost = d("100"), d("80") }, nil},
+		{"customer before afterSpend", func(in *guard.Input) { in.PeriodSpend, in.PeriodCost = d("99.99"), d("99") }, nil},
+		{"an event that costs and earns nothing trips nothing", func(in *guard.Input) {
+			in.EventCost, in.EventPrice, in.TaskCost, in.PeriodSpend, in.PeriodCost = money.Zero, money.Zero, d("6"), d("200"), d("199")
+		}, nil},
+		{"a price-only event is evaluated", func(in *guard.Input) {
+			in.EventCost, in.PeriodSpend, in.PeriodCost = money.Zero, d("100"), d("90")
+		}, []Trip{{CustomerID: "c1", RuleKey: "customer_margin", Scope: counter.BreakerCustomer, Until: t0.Add(time.Hour)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := base
+			in.TaskCost, in.TaskPrice, in.PeriodSpend, in.PeriodCost = money.Zero, money.Zero, money.Zero, money.Zero
+			tc.edit(&in)
+			got := guard.Evaluate(rules, in)
+			if !slices.EqualFunc(got, tc.trips, func(a, b Trip) bool {
+				return a.CustomerID == b.CustomerID && a.RuleKey == b.RuleKey && a.Scope == b.Scope && a.Key == b.Key && a.Until.Equal(b.Until)
+			}) {
+				t.Errorf("trips = %+v, want %+v", got, tc.trips)
+			}
+		})
+	}
+}
+
+func TestTripDeniesAndResetReopens(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cat := loadCatalog(t, ladderCatalog)
+	e := newEnv(t, cat, Options{})
+	e.plans.put(t, "c1", "payg", 1, `{"maxConcurrent": 100}`)
+	task := func(id string) Request { r := call("c1"); r.TaskID = id; return r }
+
+	// A looping agent: its task passes both task rules; the trips merge to the later cool-down.
+	trips := guard.Evaluate(cat.MarginGuard, guard.Input{CustomerID: "c1", TaskID: "run_42", EventCost: d("0.5"),
+		EventPrice: d("0.1"), TaskCost: d("6"), TaskPrice: d("1"), At: t0})
+	if len(trips) != 2 || trips[0].BreakerID() != "c1/task/run_42" {
+		t.Fatalf("trips = %+v", trips)
+	}
+	if err := e.svc.Trip(ctx, trips); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(15 * time.Minute) // past the 10 min rule, inside the 20 min one
+	res := e.authorize(t, task("run_42"))
+	if res.Decision != Deny || res.Reason != "task_margin_guard" || res.RetryAfterSeconds != 300 {
+		t.Fatalf("%+v, want DENY task_margin_guard for the 5 minutes left", res)
+	}
+	if res := e.authorize(t, task("run_43")); res.Decision != Allow {
+		t.Fatalf("another task: %+v, want ALLOW", res)
+	}
+	if ok, err := e.svc.ResetBreaker(ctx, "c1/task/run_42"); err != nil || !ok {
+		t.Fatalf("ResetBreaker = %v, %v", ok, err)
+	}
+	if ok, err := e.svc.ResetBreaker(ctx, "c1/task/run_42"); err != nil || ok {
+		t.Fatalf("second ResetBreaker = %v, %v; want false (not open)", ok, err)
+	}
+	if res := e.authorize(t, task("run_42")); res.Decision != Allow {
+		t.Fatalf("after reset: %+v, want ALLOW", res)
+	}
+
+	// The customer's breaker denies every call, tasks or not, until reset.
+	if err := e.svc.Trip(ctx, []Trip{{CustomerID: "c1", RuleKey: "customer_margin", Scope: counter.BreakerCustomer, Until: e.clock.Now().Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	if res := e.authorize(t, call("c1")); res.Decision != Deny || res.Reason != "margin_guard" || res.RetryAfterSeconds != 3600 {
+		t.Fatalf("%+v, want DENY margin_guard for an hour", res)
+	}
+	if ok, err := e.svc.ResetBreaker(ctx, "c1"); err != nil || !ok {
+		t.Fatalf("ResetBreaker(c1) = %v, %v", ok, err)
+	}
+	if res := e.authorize(t, call("c1")); res.Decision != Allow {
+		t.Fatalf("after reset: %+v", res)
+	}
+}
+
+func TestParseBreakerID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		id, customer, scope, key string
+	}{
+		{"cust_abc", "cust_abc", counter.BreakerCustomer, ""},
+		{"cust_abc/task/run_42", "cust_abc", counter.BreakerTask, "run_42"},
+		{"c/task/a/task/b", "c", counter.BreakerTask, "a/task/b"}, // the first separator; task IDs may hold anything printable
+	} {
+		c, s, k, err := ParseBreakerID(tc.id)
+		if err != nil || c != tc.customer || s != tc.scope || k != tc.key {
+			t.Errorf("ParseBreakerID(%q) = %q, %q, %q, %v", tc.id, c, s, k, err)
+		}
+		if s == counter.BreakerTask && BreakerID(c, k) != tc.id {
+			t.Errorf("BreakerID does not round-trip %q", tc.id)
+		}
+	}
+	for _, id := range []string{"", "cust/task/", "/task/run", "cust/tasks/run", "cust abc", "c/task/a\nb", strings.Repeat("c", 257)} {
+		if _, _, _, err := ParseBreakerID(id); fieldOf(err) != "breakerId" {
+			t.Errorf("ParseBreakerID(%q) = %v, want an Invalid problem naming breakerId", id, err)
+		}
+	}
+	e := newEnv(t, loadCatalog(t, ladderCatalog), Options{})
+	if _, err := e.svc.ResetBreaker(context.Background(), "a b"); problem.KindOf(err) != problem.Invalid {
+		t.Errorf("ResetBreaker of a bad ID: %v", err)
+	}
+}
+
+func FuzzParseBreakerID(f *testing.F) {
+	for _, s := range []string{"c", "c/task/t", "c/task/", "/task/t", "c/task/t/task/u", "é/task/x", "c/task/\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		c, scope, key, err := ParseBreakerID(id)
+		if err != nil {
+			if fieldOf(err) != "breakerId" {
+				t.Fatalf("error %v does not name breakerId", err)
+			}
+			return
+		}
+		if !validCustomerID(c) {
+			t.Fatalf("customer %q accepted", c)
+		}
+		switch scope {
+		case counter.BreakerCustomer:
+			if key != "" || c != id {
+				t.Fatalf("customer breaker %q → %q, %q", id, c, key)
+			}
+		case counter.BreakerTask:
+			if key == "" || BreakerID(c, key) != id {
+				t.Fatalf("task breaker %q → %q, %q", id, c, key)
+			}
+		default:
+			t.Fatalf("scope %q", scope)
+		}
+	})
+}
