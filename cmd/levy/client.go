@@ -50,52 +50,103 @@ func (c clientFlags) apiKey() string {
 // call sends one request and decodes a JSON answer into out (when not nil). A non-2xx answer
 // becomes an error carrying the problem document's detail and field errors.
 func (c clientFlags) call(ctx context.Context, method, path, contentType string, body []byte, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(*c.url, "/")+path, bytes.NewReader(body))
+	_, data, err := c.send(ctx, method, path, contentType, "", body)
 	if err != nil {
 		return err
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.apiKey())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		var p struct {
-			Detail string `json:"detail"`
-			Errors []struct {
-				Index *int   `json:"index"`
-				Field string `json:"field"`
-				Msg   string `json:"message"`
-			} `json:"errors"`
-		}
-		if json.Unmarshal(data, &p) == nil && p.Detail != "" {
-			var b strings.Builder
-			fmt.Fprintf(&b, "%s (%d)", p.Detail, resp.StatusCode)
-			for _, e := range p.Errors {
-				b.WriteString("\n  ")
-				if e.Index != nil {
-					fmt.Fprintf(&b, "[%d] ", *e.Index)
-				}
-				if e.Field != "" {
-					b.WriteString(e.Field + ": ")
-				}
-				b.WriteString(e.Msg)
-			}
-			return fmt.Errorf("%s", b.String())
-		}
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(data)))
 	}
 	if out != nil && len(data) > 0 {
 		return json.Unmarshal(data, out)
 	}
 	return nil
+}
+
+// send sends one request and returns the answer's status and body. A non-2xx answer becomes an
+// error carrying the problem document's detail and field errors.
+func (c clientFlags) send(ctx context.Context, method, path, contentType, accept string, body []byte) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(*c.url, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.apiKey())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("read the answer: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, data, problemError(resp, data)
+	}
+	return resp.StatusCode, data, nil
+}
+
+// problemError turns a non-2xx answer into an error: the problem document's detail and each
+// field error on its own line, or the status and body when the answer is not a problem.
+func problemError(resp *http.Response, data []byte) error {
+	var p struct {
+		Detail string `json:"detail"`
+		Errors []struct {
+			Index *int   `json:"index"`
+			Field string `json:"field"`
+			Msg   string `json:"message"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(data, &p) == nil && p.Detail != "" {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s (%d)", p.Detail, resp.StatusCode)
+		for _, e := range p.Errors {
+			b.WriteString("\n  ")
+			if e.Index != nil {
+				fmt.Fprintf(&b, "[%d] ", *e.Index)
+			}
+			if e.Field != "" {
+				b.WriteString(e.Field + ": ")
+			}
+			b.WriteString(e.Msg)
+		}
+		return fmt.Errorf("%s", b.String())
+	}
+	return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(data)))
+}
+
+// parseWithArg parses flags around exactly one positional argument (a customer or invoice ID),
+// which may come before, between or after the flags. It prints the usage and returns errUsage
+// when the argument is missing or there are more.
+func parseWithArg(fs *flag.FlagSet, args []string, what string) (string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return "", errUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != 1 || pos[0] == "" {
+		fmt.Fprintf(fs.Output(), "levy %s: give one %s\n", fs.Name(), what)
+		fs.Usage()
+		return "", errUsage
+	}
+	return pos[0], nil
+}
+
+// writeRaw writes an answer as it came (--json, --csv).
+func writeRaw(w io.Writer, data []byte) error {
+	_, err := w.Write(data)
+	return err
 }
 
 func runApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {

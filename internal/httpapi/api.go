@@ -1,6 +1,24 @@
 // Package httpapi is Levy's HTTP API: routing, API-key authentication, request decoding and
 // problem+json errors over the billing service. Every handler answers bad input with a 4xx
 // that names the field; internal errors are logged and answered with a request ID only.
+//
+// Behaviour at the edges:
+//   - Request bodies are decoded strictly: an unknown field, a wrong JSON type or a malformed
+//     time is a 400 naming the field; nothing is written.
+//   - Path IDs (customerId, invoiceId) that cannot be IDs (outside 1 to 256 letters, digits or
+//     _ . : @ -) are a 400 naming them on the tier, wallet, notice, invoice and period routes;
+//     the older customer routes answer such IDs, like unknown ones, with a 404.
+//   - Pages: limit is 1 to 1000 (invoices: 1 to 100, default 20); after is the previous page's
+//     next, a whole number ≥ 0 for transitions, burns and notices and an invoice ID for
+//     invoices. A full page carries next; a shorter page is the last.
+//   - Wallet grants: the amount is a positive decimal string (a JSON number is refused so no
+//     client float reaches it), at most what the counter store holds as nanos. The same grant
+//     id with the same content answers 200 with the stored grant (201 the first time); with
+//     other content, 409 naming id.
+//   - Invoices are JSON unless the Accept header prefers text/csv; /lines.csv is always CSV.
+//   - Closing one period is refused (400 periodStart) unless it started before the customer's
+//     open period: the open period still takes events. Closing a closed period returns its
+//     invoice.
 package httpapi
 
 import (
@@ -85,6 +103,20 @@ func New(svc *billing.Service, st store.Store, auth *Authenticator, log *slog.Lo
 	m.HandleFunc("GET /v1/customers/{id}/spend", a.require(store.ScopeRead, a.spend))
 	m.HandleFunc("GET /v1/customers/{id}/invoice-preview", a.require(store.ScopeRead, a.invoicePreview))
 	m.HandleFunc("GET /v1/customers/{id}/attribution", a.require(store.ScopeRead, a.attribution))
+	m.HandleFunc("GET /v1/customers/{id}/tier", a.require(store.ScopeRead, a.tier))
+	m.HandleFunc("GET /v1/customers/{id}/tier-transitions", a.require(store.ScopeRead, a.tierTransitions))
+	m.HandleFunc("POST /v1/customers/{id}/wallet/grants", a.require(store.ScopeAdmin, a.createGrant))
+	m.HandleFunc("GET /v1/customers/{id}/wallet", a.require(store.ScopeRead, a.wallet))
+	m.HandleFunc("GET /v1/customers/{id}/wallet/burns", a.require(store.ScopeRead, a.burns))
+	m.HandleFunc("GET /v1/customers/{id}/notices", a.require(store.ScopeRead, a.notices))
+	m.HandleFunc("GET /v1/customers/{id}/invoices", a.require(store.ScopeRead, a.listInvoices))
+	m.HandleFunc("POST /v1/customers/{id}/periods/close", a.require(store.ScopeAdmin, a.closePeriod))
+	m.HandleFunc("GET /v1/invoices/{id}", a.require(store.ScopeRead, a.getInvoice))
+	m.HandleFunc("GET /v1/invoices/{id}/lines.csv", a.require(store.ScopeRead, a.invoiceCSV))
+	m.HandleFunc("POST /v1/admin/close", a.require(store.ScopeAdmin, a.closeDue))
+	m.HandleFunc("GET /v1/admin/counters", a.require(store.ScopeAdmin, a.counterStatus))
+	m.HandleFunc("POST /v1/admin/counters/check", a.require(store.ScopeAdmin, a.checkCounters))
+	m.HandleFunc("POST /v1/admin/counters/rebuild", a.require(store.ScopeAdmin, a.rebuildCounters))
 	m.HandleFunc("POST /v1/events", a.require(store.ScopeIngest, a.postEvents))
 	m.HandleFunc("GET /v1/events/{id}", a.require(store.ScopeRead, a.getEvent))
 	m.HandleFunc("GET /v1/events", a.require(store.ScopeRead, a.listEvents))
@@ -378,19 +410,27 @@ func jsonKind(t reflect.Type) string {
 
 // timeField names the time field of a request body, for time parse errors.
 func timeField(v any) string {
-	if _, ok := v.(*customerBody); ok {
+	switch v.(type) {
+	case *customerBody:
 		return "subscriptionStart"
+	case *billing.GrantInput:
+		return "expiresAt"
 	}
 	return "body"
 }
 
 type customerJSON struct {
-	ID            string             `json:"id"`
-	Metadata      map[string]string  `json:"metadata"`
-	Limits        json.RawMessage    `json:"limits,omitempty"`
-	CreatedAt     time.Time          `json:"createdAt"`
-	UpdatedAt     time.Time          `json:"updatedAt"`
-	Subscriptions []subscriptionJSON `json:"subscriptions"`
+	ID       string            `json:"id"`
+	Metadata map[string]string `json:"metadata"`
+	Limits   json.RawMessage   `json:"limits,omitempty"`
+	// TierOverride is the spend tier set by hand (absent when none).
+	TierOverride string `json:"tierOverride,omitempty"`
+	// LowBalanceThreshold is the wallet balance below which a low_balance notice is recorded
+	// (absent when none).
+	LowBalanceThreshold string             `json:"lowBalanceThreshold,omitempty"`
+	CreatedAt           time.Time          `json:"createdAt"`
+	UpdatedAt           time.Time          `json:"updatedAt"`
+	Subscriptions       []subscriptionJSON `json:"subscriptions"`
 }
 
 type subscriptionJSON struct {
@@ -400,7 +440,10 @@ type subscriptionJSON struct {
 }
 
 func toCustomerJSON(c store.Customer) customerJSON {
-	out := customerJSON{ID: c.ID, Metadata: c.Metadata, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(), Subscriptions: []subscriptionJSON{}}
+	out := customerJSON{ID: c.ID, Metadata: c.Metadata, TierOverride: c.TierOverride, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(), Subscriptions: []subscriptionJSON{}}
+	if c.LowBalance != nil {
+		out.LowBalanceThreshold = c.LowBalance.String()
+	}
 	if out.Metadata == nil {
 		out.Metadata = map[string]string{}
 	}
@@ -427,6 +470,11 @@ func (a *API) putCustomer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := body.CustomerInput
+	if t := in.SubscriptionStart; t != nil && (t.Before(minStoredTime) || t.After(maxStoredTime)) {
+		a.writeError(w, r, problem.Invalidf("subscriptionStart", "must be between %s and %s (times are stored as nanoseconds since 1970)",
+			minStoredTime.Format(time.RFC3339), maxStoredTime.Format(time.RFC3339)))
+		return
+	}
 	if body.Metadata != nil {
 		in.Metadata = make(map[string]string, len(body.Metadata))
 		for k, raw := range body.Metadata {
@@ -545,30 +593,23 @@ func (a *API) invoicePreview(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, iv)
 }
 
+// attribution pages through the correlation IDs behind an invoice line. The query is the
+// line's attribution link (billing.ParseAttributionQuery reads it, adjustment lines' billed
+// period included); limit is read here like every other page size.
 func (a *API) attribution(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	p := store.AttributionParams{Charge: q.Get("charge"), Group: q.Get("group"), Type: q.Get("type"), After: q.Get("after")}
-	p.CustomerID = r.PathValue("id")
-	var err error
-	if p.PlanVersionID, err = strconv.ParseInt(q.Get("planVersionId"), 10, 64); err != nil || p.PlanVersionID < 1 {
-		a.writeError(w, r, problem.Invalidf("planVersionId", "is required: the id of the plan version (from the invoice preview's attribution link)"))
-		return
-	}
-	if p.PeriodStart, err = timeParam(r, "periodStart", time.Time{}); err != nil || p.PeriodStart.IsZero() {
-		a.writeError(w, r, problem.Invalidf("periodStart", "is required: an RFC 3339 time"))
-		return
-	}
-	if p.Charge == "" {
-		a.writeError(w, r, problem.Invalidf("charge", "is required"))
-		return
-	}
-	if p.Type == "" {
-		p.Type = "usage"
-	}
-	if p.Limit, err = limitParam(r, 100, 1000); err != nil {
+	limit, err := limitParam(r, 100, 1000)
+	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
+	q := r.URL.Query()
+	q.Del("limit")
+	p, err := billing.ParseAttributionQuery(r.PathValue("id"), q)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	p.Limit = limit
 	page, err := a.svc.Attribution(r.Context(), p)
 	if err != nil {
 		a.writeError(w, r, err)

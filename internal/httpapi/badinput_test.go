@@ -29,6 +29,19 @@ type badCase struct {
 	needsCorr bool
 }
 
+// customerCall, grantCall and closeCall send a raw JSON body to a customer's routes.
+func customerCall(key, id, body string) call {
+	return call{Method: "PUT", Path: "/v1/customers/" + id, Key: key, ContentType: "application/json", Body: []byte(body)}
+}
+
+func grantCall(key, id, body string) call {
+	return call{Method: "POST", Path: "/v1/customers/" + id + "/wallet/grants", Key: key, ContentType: "application/json", Body: []byte(body)}
+}
+
+func closeCall(key, id, body string) call {
+	return call{Method: "POST", Path: "/v1/customers/" + id + "/periods/close", Key: key, ContentType: "application/json", Body: []byte(body)}
+}
+
 type indexedField struct {
 	index int
 	field string
@@ -83,10 +96,17 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	setup(call{Method: "DELETE", Path: "/v1/keys/" + revoked.ID}, 204)
+	// c-old has closed-able periods: subscribed since September.
+	r := setup(call{Method: "PUT", Path: "/v1/customers/c-old", ContentType: "application/json", Body: []byte(`{"plan":"pro","subscriptionStart":"2026-09-01T00:00:00Z"}`)}, 200)
+	var cOld struct {
+		Subscriptions []struct{ PlanVersionID int64 }
+	}
+	r.json(t, &cOld)
+	proID := cOld.Subscriptions[0].PlanVersionID
 
 	// The valid requests: their events, and only theirs, must be in the ledger at the end. An
 	// unknown metric is not an error: it is stored and reported as unmetered.
-	r := setup(eventsCall(admin, measure("ok-1", "1000")), 200)
+	r = setup(eventsCall(admin, measure("ok-1", "1000")), 200)
 	r = setup(eventsCall(admin, evt("ok-2", `"correlationId":"ok-corr","properties":{"model":"claude-sonnet-4-6"},"measurements":[{"metricKey":"input_tokens","value":"250"},{"metricKey":"mystery_tokens","value":7}]`)), 200)
 	if !bytes.Contains(r.Body, []byte(`"unmetered": [`)) || !bytes.Contains(r.Body, []byte(`"mystery_tokens"`)) {
 		t.Errorf("an unknown metric must come back as unmetered: %s", r.Body)
@@ -277,6 +297,104 @@ func TestBadInput(t *testing.T) {
 		{name: "key scopes a string", c: call{Method: "POST", Path: "/v1/keys", Key: admin, ContentType: "application/json", Body: []byte(`{"name":"k","scopes":"read"}`)}, status: 400, fields: []string{"scopes"}},
 		{name: "revoke an unknown key", c: call{Method: "DELETE", Path: "/v1/keys/key_ffffffffffffffff", Key: admin}, status: 404},
 		{name: "an unknown endpoint", c: call{Method: "POST", Path: "/v1/invoices", Key: admin}, status: 404},
+
+		// Customers: tier override and low-balance threshold.
+		{name: "customer lowBalanceThreshold not a decimal", c: customerCall(admin, "c1", `{"lowBalanceThreshold":"abc"}`), status: 400, fields: []string{"lowBalanceThreshold"}},
+		{name: "customer lowBalanceThreshold negative", c: customerCall(admin, "c1", `{"lowBalanceThreshold":"-1"}`), status: 400, fields: []string{"lowBalanceThreshold"}},
+		{name: "customer lowBalanceThreshold zero", c: customerCall(admin, "c1", `{"lowBalanceThreshold":"0"}`), status: 400, fields: []string{"lowBalanceThreshold"}},
+		{name: "customer lowBalanceThreshold an object", c: customerCall(admin, "c1", `{"lowBalanceThreshold":{"v":1}}`), status: 400, fields: []string{"lowBalanceThreshold"}},
+		{name: "customer tierOverride unknown", c: customerCall(admin, "c1", `{"tierOverride":"gold"}`), status: 400, fields: []string{"tierOverride"}},
+		{name: "customer tierOverride a number", c: customerCall(admin, "c1", `{"tierOverride":5}`), status: 400, fields: []string{"tierOverride"}},
+		{name: "customer tierOverride without a plan", c: customerCall(admin, "c10", `{"tierOverride":"gold"}`), status: 400, fields: []string{"tierOverride"}},
+
+		// Wallet grants.
+		{name: "grant amount not a decimal", c: grantCall(admin, "c1", `{"amount":"abc"}`), status: 400, fields: []string{"amount"}},
+		{name: "grant amount negative", c: grantCall(admin, "c1", `{"amount":"-5.00"}`), status: 400, fields: []string{"amount"}},
+		{name: "grant amount zero", c: grantCall(admin, "c1", `{"amount":"0"}`), status: 400, fields: []string{"amount"}},
+		{name: "grant amount huge", c: grantCall(admin, "c1", `{"amount":"`+strings.Repeat("9", 30)+`"}`), status: 400, fields: []string{"amount"}},
+		{name: "grant amount 1e999999", c: grantCall(admin, "c1", `{"amount":"1e999999"}`), status: 400, fields: []string{"amount"}},
+		{name: "grant amount NaN", c: grantCall(admin, "c1", `{"amount":"NaN"}`), status: 400, fields: []string{"amount"}},
+		{name: "grant amount a JSON number", c: grantCall(admin, "c1", `{"amount":50}`), status: 400, fields: []string{"amount"}},
+		{name: "grant amount null", c: grantCall(admin, "c1", `{"amount":null}`), status: 400, fields: []string{"amount"}},
+		{name: "grant without amount", c: grantCall(admin, "c1", `{"id":"g-none"}`), status: 400, fields: []string{"amount"}},
+		{name: "grant kind unknown", c: grantCall(admin, "c1", `{"amount":"5.00","kind":"gift"}`), status: 400, fields: []string{"kind"}},
+		{name: "grant expiresAt in the past", c: grantCall(admin, "c1", `{"amount":"5.00","expiresAt":"2020-01-01T00:00:00Z"}`), status: 400, fields: []string{"expiresAt"}},
+		{name: "grant expiresAt now", c: grantCall(admin, "c1", `{"amount":"5.00","expiresAt":"2026-11-28T12:00:00Z"}`), status: 400, fields: []string{"expiresAt"}},
+		{name: "grant expiresAt past what the store keeps", c: grantCall(admin, "c1", `{"amount":"5.00","expiresAt":"9999-12-31T23:59:59Z"}`), status: 400, fields: []string{"expiresAt"}},
+		{name: "customer subscriptionStart past what the store keeps", c: customerCall(admin, "c9", `{"plan":"pro","subscriptionStart":"9999-12-31T00:00:00Z"}`), status: 400, fields: []string{"subscriptionStart"}},
+		{name: "grant expiresAt not a time", c: grantCall(admin, "c1", `{"amount":"5.00","expiresAt":"tomorrow"}`), status: 400, fields: []string{"expiresAt"}},
+		{name: "grant priority a string", c: grantCall(admin, "c1", `{"amount":"5.00","priority":"high"}`), status: 400, fields: []string{"priority"}},
+		{name: "grant priority too large", c: grantCall(admin, "c1", `{"amount":"5.00","priority":2000000}`), status: 400, fields: []string{"priority"}},
+		{name: "grant priority a fraction", c: grantCall(admin, "c1", `{"amount":"5.00","priority":1.5}`), status: 400, fields: []string{"priority"}},
+		{name: "grant id with a space", c: grantCall(admin, "c1", `{"id":"my grant","amount":"5.00"}`), status: 400, fields: []string{"id"}},
+		{name: "grant note too long", c: grantCall(admin, "c1", `{"amount":"5.00","note":"`+strings.Repeat("n", 1025)+`"}`), status: 400, fields: []string{"note"}},
+		{name: "grant unknown field", c: grantCall(admin, "c1", `{"amount":"5.00","currency":"USD"}`), status: 400, fields: []string{"currency"}},
+		{name: "grant body not JSON", c: grantCall(admin, "c1", `{amount: 5}`), status: 400, fields: []string{"body"}},
+		{name: "grant body empty", c: grantCall(admin, "c1", ``), status: 400, fields: []string{"body"}},
+		{name: "grant as text", c: call{Method: "POST", Path: "/v1/customers/c1/wallet/grants", Key: admin, ContentType: "text/plain", Body: []byte(`{"amount":"5.00"}`)}, status: 415, fields: []string{"Content-Type"}},
+		{name: "grant for an unknown customer", c: grantCall(admin, "nobody", `{"amount":"5.00"}`), status: 404},
+		{name: "grant for a malformed customer id", c: grantCall(admin, "c%209", `{"amount":"5.00"}`), status: 400, fields: []string{"customerId"}},
+		{name: "grant with a read key", c: grantCall(readKey, "c1", `{"amount":"5.00"}`), status: 403},
+
+		// Tiers, wallets, notices: ids and pages.
+		{name: "tier of an unknown customer", c: call{Method: "GET", Path: "/v1/customers/nobody/tier", Key: admin}, status: 404},
+		{name: "tier of a malformed customer id", c: call{Method: "GET", Path: "/v1/customers/a%2Fb/tier", Key: admin}, status: 400, fields: []string{"customerId"}},
+		{name: "transitions after negative", c: call{Method: "GET", Path: "/v1/customers/c1/tier-transitions?after=-1", Key: admin}, status: 400, fields: []string{"after"}},
+		{name: "transitions after not a number", c: call{Method: "GET", Path: "/v1/customers/c1/tier-transitions?after=abc", Key: admin}, status: 400, fields: []string{"after"}},
+		{name: "transitions limit zero", c: call{Method: "GET", Path: "/v1/customers/c1/tier-transitions?limit=0", Key: admin}, status: 400, fields: []string{"limit"}},
+		{name: "transitions of an unknown customer", c: call{Method: "GET", Path: "/v1/customers/nobody/tier-transitions", Key: admin}, status: 404},
+		{name: "wallet of an unknown customer", c: call{Method: "GET", Path: "/v1/customers/nobody/wallet", Key: admin}, status: 404},
+		{name: "wallet of a malformed customer id", c: call{Method: "GET", Path: "/v1/customers/c%209/wallet", Key: admin}, status: 400, fields: []string{"customerId"}},
+		{name: "burns after a fraction", c: call{Method: "GET", Path: "/v1/customers/c1/wallet/burns?after=1.5", Key: admin}, status: 400, fields: []string{"after"}},
+		{name: "burns after overflowing", c: call{Method: "GET", Path: "/v1/customers/c1/wallet/burns?after=99999999999999999999", Key: admin}, status: 400, fields: []string{"after"}},
+		{name: "burns limit too large", c: call{Method: "GET", Path: "/v1/customers/c1/wallet/burns?limit=5000", Key: admin}, status: 400, fields: []string{"limit"}},
+		{name: "burns of an unknown customer", c: call{Method: "GET", Path: "/v1/customers/nobody/wallet/burns", Key: admin}, status: 404},
+		{name: "notices after not a number", c: call{Method: "GET", Path: "/v1/customers/c1/notices?after=x", Key: admin}, status: 400, fields: []string{"after"}},
+		{name: "notices limit negative", c: call{Method: "GET", Path: "/v1/customers/c1/notices?limit=-3", Key: admin}, status: 400, fields: []string{"limit"}},
+		{name: "notices of an unknown customer", c: call{Method: "GET", Path: "/v1/customers/nobody/notices", Key: admin}, status: 404},
+
+		// Invoices.
+		{name: "invoices limit above 100", c: call{Method: "GET", Path: "/v1/customers/c1/invoices?limit=101", Key: admin}, status: 400, fields: []string{"limit"}},
+		{name: "invoices after malformed", c: call{Method: "GET", Path: "/v1/customers/c1/invoices?after=a%20b", Key: admin}, status: 400, fields: []string{"after"}},
+		{name: "invoices of an unknown customer", c: call{Method: "GET", Path: "/v1/customers/nobody/invoices", Key: admin}, status: 404},
+		{name: "an unknown invoice", c: call{Method: "GET", Path: "/v1/invoices/inv_nope", Key: admin}, status: 404},
+		{name: "an unknown invoice as CSV", c: call{Method: "GET", Path: "/v1/invoices/inv_nope", Key: admin, Accept: "text/csv"}, status: 404},
+		{name: "an unknown invoice's lines", c: call{Method: "GET", Path: "/v1/invoices/inv_nope/lines.csv", Key: admin}, status: 404},
+		{name: "a malformed invoice id", c: call{Method: "GET", Path: "/v1/invoices/a%20b", Key: admin}, status: 400, fields: []string{"invoiceId"}},
+		{name: "a malformed invoice id's lines", c: call{Method: "GET", Path: "/v1/invoices/a%20b/lines.csv", Key: admin}, status: 400, fields: []string{"invoiceId"}},
+
+		// Closing periods.
+		{name: "close without planVersionId", c: closeCall(admin, "c-old", `{"periodStart":"2026-09-01T00:00:00Z"}`), status: 400, fields: []string{"planVersionId"}},
+		{name: "close planVersionId a string", c: closeCall(admin, "c-old", `{"planVersionId":"1","periodStart":"2026-09-01T00:00:00Z"}`), status: 400, fields: []string{"planVersionId"}},
+		{name: "close planVersionId negative", c: closeCall(admin, "c-old", `{"planVersionId":-1,"periodStart":"2026-09-01T00:00:00Z"}`), status: 400, fields: []string{"planVersionId"}},
+		{name: "close an unknown plan version", c: closeCall(admin, "c-old", `{"planVersionId":999,"periodStart":"2026-09-01T00:00:00Z"}`), status: 400, fields: []string{"planVersionId"}},
+		{name: "close before the subscription", c: closeCall(admin, "c-old", fmt.Sprintf(`{"planVersionId":%d,"periodStart":"2026-08-01T00:00:00Z"}`, proID)), status: 400, fields: []string{"planVersionId"}},
+		{name: "close without periodStart", c: closeCall(admin, "c-old", fmt.Sprintf(`{"planVersionId":%d}`, proID)), status: 400, fields: []string{"periodStart"}},
+		{name: "close periodStart not a time", c: closeCall(admin, "c-old", fmt.Sprintf(`{"planVersionId":%d,"periodStart":"September"}`, proID)), status: 400, fields: []string{"periodStart"}},
+		{name: "close periodStart a number", c: closeCall(admin, "c-old", fmt.Sprintf(`{"planVersionId":%d,"periodStart":1788220800}`, proID)), status: 400, fields: []string{"periodStart"}},
+		{name: "close periodStart not a period start", c: closeCall(admin, "c-old", fmt.Sprintf(`{"planVersionId":%d,"periodStart":"2026-09-15T00:00:00Z"}`, proID)), status: 400, fields: []string{"periodStart"}},
+		{name: "close the open period", c: closeCall(admin, "c-old", fmt.Sprintf(`{"planVersionId":%d,"periodStart":"2026-11-01T00:00:00Z"}`, proID)), status: 400, fields: []string{"periodStart"}},
+		{name: "close a future period", c: closeCall(admin, "c-old", fmt.Sprintf(`{"planVersionId":%d,"periodStart":"2027-01-01T00:00:00Z"}`, proID)), status: 400, fields: []string{"periodStart"}},
+		{name: "close with an unknown field", c: closeCall(admin, "c-old", fmt.Sprintf(`{"planVersionId":%d,"periodStart":"2026-09-01T00:00:00Z","force":true}`, proID)), status: 400, fields: []string{"force"}},
+		{name: "close for an unknown customer", c: closeCall(admin, "nobody", `{"planVersionId":1,"periodStart":"2026-09-01T00:00:00Z"}`), status: 404},
+		{name: "close for a malformed customer id", c: closeCall(admin, "c%209", `{"planVersionId":1,"periodStart":"2026-09-01T00:00:00Z"}`), status: 400, fields: []string{"customerId"}},
+		{name: "close with a read key", c: closeCall(readKey, "c-old", fmt.Sprintf(`{"planVersionId":%d,"periodStart":"2026-09-01T00:00:00Z"}`, proID)), status: 403},
+		{name: "close due with a read key", c: call{Method: "POST", Path: "/v1/admin/close", Key: readKey}, status: 403},
+
+		// The counter store.
+		{name: "counter status with a read key", c: call{Method: "GET", Path: "/v1/admin/counters", Key: readKey}, status: 403},
+		{name: "counter check repair not a boolean", c: call{Method: "POST", Path: "/v1/admin/counters/check?repair=maybe", Key: admin}, status: 400, fields: []string{"repair"}},
+		{name: "counter check of an unknown customer", c: call{Method: "POST", Path: "/v1/admin/counters/check?customerId=nobody", Key: admin}, status: 404},
+		{name: "counter check of an empty customer id", c: call{Method: "POST", Path: "/v1/admin/counters/check?customerId=", Key: admin}, status: 400, fields: []string{"customerId"}},
+		{name: "counter check of a malformed customer id", c: call{Method: "POST", Path: "/v1/admin/counters/check?customerId=a%20b", Key: admin}, status: 400, fields: []string{"customerId"}},
+		{name: "counter rebuild of an unknown customer", c: call{Method: "POST", Path: "/v1/admin/counters/rebuild?customerId=nobody", Key: admin}, status: 404},
+		{name: "counter rebuild with a read key", c: call{Method: "POST", Path: "/v1/admin/counters/rebuild", Key: readKey}, status: 403},
+
+		// Attribution of adjustment lines.
+		{name: "attribution billedPlanVersionId not a number", c: call{Method: "GET", Path: "/v1/customers/c1/attribution?planVersionId=1&periodStart=2026-11-01T00:00:00Z&charge=input&billedPlanVersionId=x&billedPeriodStart=2026-11-01T00:00:00Z", Key: admin}, status: 400, fields: []string{"billedPlanVersionId"}},
+		{name: "attribution billedPeriodStart without billedPlanVersionId", c: call{Method: "GET", Path: "/v1/customers/c1/attribution?planVersionId=1&periodStart=2026-11-01T00:00:00Z&charge=input&billedPeriodStart=2026-11-01T00:00:00Z", Key: admin}, status: 400, fields: []string{"billedPlanVersionId"}},
+		{name: "attribution billedPeriodStart not a time", c: call{Method: "GET", Path: "/v1/customers/c1/attribution?planVersionId=1&periodStart=2026-11-01T00:00:00Z&charge=input&billedPlanVersionId=1&billedPeriodStart=now", Key: admin}, status: 400, fields: []string{"billedPeriodStart"}},
+		{name: "attribution without charge", c: call{Method: "GET", Path: "/v1/customers/c1/attribution?planVersionId=1&periodStart=2026-11-01T00:00:00Z", Key: admin}, status: 400, fields: []string{"charge"}},
 	}
 	if len(cases) < 30 {
 		t.Fatalf("only %d cases", len(cases))
@@ -350,8 +468,20 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("bad catalogs changed the catalog version to %s", r.Header.Get("Levy-Catalog-Version"))
 	}
 	r = setup(call{Method: "GET", Path: "/v1/customers"}, 200)
-	if n := bytes.Count(r.Body, []byte(`"subscriptions"`)); n != 2 {
-		t.Errorf("bad input created customers: %s", clipBody(r.Body))
+	if n := bytes.Count(r.Body, []byte(`"subscriptions"`)); n != 3 || bytes.Contains(r.Body, []byte("tierOverride")) || bytes.Contains(r.Body, []byte("lowBalanceThreshold")) {
+		t.Errorf("bad input created or changed customers: %s", clipBody(r.Body))
+	}
+	// No grant, invoice or counter change came of it either.
+	if r = setup(call{Method: "GET", Path: "/v1/customers/c1/wallet"}, 200); !bytes.Contains(r.Body, []byte(`"grants": []`)) {
+		t.Errorf("bad input created grants: %s", clipBody(r.Body))
+	}
+	for _, id := range []string{"c1", "c-old"} {
+		if r = setup(call{Method: "GET", Path: "/v1/customers/" + id + "/invoices"}, 200); !bytes.Contains(r.Body, []byte(`"items": []`)) {
+			t.Errorf("bad input issued invoices of %s: %s", id, clipBody(r.Body))
+		}
+	}
+	if r = setup(call{Method: "POST", Path: "/v1/admin/counters/check"}, 200); !bytes.Contains(r.Body, []byte(`"drifted": 0`)) {
+		t.Errorf("counters drifted: %s", clipBody(r.Body))
 	}
 	r = setup(call{Method: "GET", Path: "/v1/keys"}, 200)
 	if n := bytes.Count(r.Body, []byte(`"prefix"`)); n != 3 {
@@ -413,6 +543,62 @@ func FuzzPostEvents(f *testing.F) {
 			t.Fatalf("%d on %q (%s): %s", rec.Code, body, c.ContentType, rec.Body)
 		}
 		if rec.Code != 200 && !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/problem+json") {
+			t.Fatalf("%d without a problem document on %q: %s", rec.Code, body, rec.Body)
+		}
+	})
+}
+
+// FuzzAccountBodies sends arbitrary bodies to the routes that decode JSON into money, times
+// and ids (wallet grants, period close, customer updates with a tier override and a low-balance
+// threshold): the answer is never a 5xx, and every refusal is a problem document.
+func FuzzAccountBodies(f *testing.F) {
+	srv := newTestServer(f, serverOptions{maxBody: 64 << 10})
+	for _, c := range []call{
+		{Method: "PUT", Path: "/v1/catalog", ContentType: "application/yaml", Body: []byte(ladderCatalog)},
+		{Method: "PUT", Path: "/v1/customers/c1", ContentType: "application/json", Body: []byte(`{"plan":"ladder","subscriptionStart":"2026-09-01T00:00:00Z"}`)},
+		{Method: "POST", Path: "/v1/events", ContentType: "application/json", Body: []byte(`{"id":"f-sep","eventType":"x","customerId":"c1","timestamp":"2026-09-10T00:00:00Z","measurements":[{"metricKey":"output_tokens","value":1000}]}`)},
+	} {
+		c.Key = srv.Admin
+		rec := httptest.NewRecorder()
+		srv.API.ServeHTTP(rec, c.request(""))
+		if rec.Code != 200 {
+			f.Fatalf("setup %s %s: %d %s", c.Method, c.Path, rec.Code, rec.Body)
+		}
+	}
+	seeds := []struct {
+		route uint8
+		body  string
+	}{
+		{0, `{"amount":"50.00"}`},
+		{0, `{"id":"g1","amount":"0.000000001","priority":-5,"kind":"promotional","expiresAt":"2027-01-01T00:00:00Z","note":"x"}`},
+		{0, `{"amount":"1e9"}`}, {0, `{"amount":"-0"}`}, {0, `{"amount":"9223372036.854775808"}`}, {0, `{"amount":50}`},
+		{0, `{"amount":"5","expiresAt":"0001-01-01T00:00:00Z"}`}, {0, `{"amount":"5","expiresAt":"9999-12-31T23:59:59Z"}`},
+		{0, `{"amount":"5","priority":1e100}`}, {0, `{"amount":"\u0000"}`}, {0, `{"id":"","amount":"5"}`},
+		{1, `{"planVersionId":1,"periodStart":"2026-09-01T00:00:00Z"}`},
+		{1, `{"planVersionId":1,"periodStart":"2026-09-01T00:00:00.000000001Z"}`},
+		{1, `{"planVersionId":9223372036854775807,"periodStart":"2026-09-01T00:00:00+14:00"}`},
+		{1, `{"planVersionId":1,"periodStart":"1969-12-31T23:59:59Z"}`}, {1, `{"planVersionId":1,"periodStart":"10000-01-01T00:00:00Z"}`},
+		{2, `{"tierOverride":"enterprise"}`}, {2, `{"tierOverride":""}`}, {2, `{"lowBalanceThreshold":"10.00"}`},
+		{2, `{"lowBalanceThreshold":null}`}, {2, `{"lowBalanceThreshold":1e999999}`}, {2, `{"tierOverride":"free","lowBalanceThreshold":"0.5"}`},
+		{0, ``}, {1, `null`}, {2, `[]`}, {0, `{"amount":"5"}{}`}, {1, "\xff\xfe"},
+	}
+	for _, s := range seeds {
+		f.Add(s.route, []byte(s.body))
+	}
+	paths := []string{"/v1/customers/c1/wallet/grants", "/v1/customers/c1/periods/close", "/v1/customers/c1"}
+	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
+		path := paths[int(route)%len(paths)]
+		method := "POST"
+		if path == "/v1/customers/c1" {
+			method = "PUT"
+		}
+		c := call{Method: method, Path: path, Key: srv.Admin, ContentType: "application/json", Body: body}
+		rec := httptest.NewRecorder()
+		srv.API.ServeHTTP(rec, c.request(""))
+		if rec.Code >= 500 {
+			t.Fatalf("%s %s %q: %d %s", method, path, body, rec.Code, rec.Body)
+		}
+		if rec.Code >= 300 && !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/problem+json") {
 			t.Fatalf("%d without a problem document on %q: %s", rec.Code, body, rec.Body)
 		}
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/levyhq/levy/internal/billing"
+	countermemory "github.com/levyhq/levy/internal/counter/memory"
 	"github.com/levyhq/levy/internal/httpapi"
 	"github.com/levyhq/levy/internal/store"
 	"github.com/levyhq/levy/internal/store/sqlite"
@@ -60,21 +61,26 @@ plans:
       - {key: output, meter: output_tokens, model: perUnit, unitPrice: "20.00", per: 1000000}
 `
 
-// testServer is a real Levy API over a SQLite store in a temporary directory.
+// testServer is a real Levy API over a SQLite store in a temporary directory, with the
+// in-process counter store (as `levy serve` runs on the embedded store).
 type testServer struct {
 	t     testing.TB
 	URL   string
 	API   *httpapi.API
 	Store store.Store
-	Admin string // an admin key's secret
-	srv   *httptest.Server
+	// Counters is the counter store the service keeps in step with the ledger (nil with
+	// noCounters); tests write to it directly to make it drift.
+	Counters *countermemory.Store
+	Admin    string // an admin key's secret
+	srv      *httptest.Server
 }
 
 type serverOptions struct {
-	maxBody  int64
-	maxBatch int
-	network  bool        // start an httptest.Server (otherwise only API is set)
-	ready    func() bool // the readiness hook (nil: always ready)
+	maxBody    int64
+	maxBatch   int
+	network    bool        // start an httptest.Server (otherwise only API is set)
+	ready      func() bool // the readiness hook (nil: always ready)
+	noCounters bool        // run the service without a counter store
 }
 
 func newTestServer(t testing.TB, o serverOptions) *testServer {
@@ -87,7 +93,13 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	now := func() time.Time { return testNow }
 	reg := prometheus.NewRegistry()
-	svc := billing.New(st, log, billing.Options{Now: now, Metrics: billing.NewMetrics(reg)})
+	opts := billing.Options{Now: now, Metrics: billing.NewMetrics(reg)}
+	var cs *countermemory.Store
+	if !o.noCounters {
+		cs = countermemory.New(countermemory.Options{Now: now})
+		opts.Counters = cs
+	}
+	svc := billing.New(st, log, opts)
 	runCtx, stop := context.WithCancel(context.Background())
 	go svc.Run(runCtx)
 	api := httpapi.New(svc, st, httpapi.NewAuthenticator(st, ""), log,
@@ -96,7 +108,7 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 	if err != nil {
 		t.Fatalf("create admin key: %v", err)
 	}
-	ts := &testServer{t: t, API: api, Store: st, Admin: secret}
+	ts := &testServer{t: t, API: api, Store: st, Counters: cs, Admin: secret}
 	if o.network {
 		ts.srv = httptest.NewServer(api)
 		ts.URL = ts.srv.URL
@@ -107,6 +119,9 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 		}
 		stop()
 		<-svc.Stopped()
+		if cs != nil {
+			cs.Close()
+		}
 		st.Close()
 	})
 	return ts
