@@ -163,8 +163,11 @@ func (s *Service) loadAccount(ctx context.Context, customerID string) (*account,
 			ps = &wallet.PeriodState{Key: walletKey(k), Spend: money.Zero, Uncovered: money.Zero}
 			periods[k] = ps
 		}
-		ps.Spend = ps.Spend.Add(r.Amount)
+		// The wallet saw only the events rated while it held a grant, and each of those left
+		// burn rows whose sum is the change of max(0, its period spend): so the period's spend
+		// as the wallet knows it is what was burned plus what was left uncovered.
 		for _, b := range r.Burns {
+			ps.Spend = ps.Spend.Add(b.Amount)
 			if b.GrantID == "" {
 				ps.Uncovered = ps.Uncovered.Add(b.Amount)
 				continue
@@ -302,11 +305,17 @@ func (s *Service) applyAccount(a *account, cat *catalog.Catalog, billed store.Pe
 			record(tier.Evaluate(ladder, bBefore, a.billed[billed], a.tier, a.override), string(ladder.Basis), billed.PeriodStart, a.billed[billed])
 		}
 	}
-	res := a.wallet.Apply(walletKey(billed), at, amount)
+	// A customer without any grant has no wallet to burn: nothing is recorded (its usage is
+	// billed on the invoice), so events of wallet-less customers carry no burn rows. The wallet
+	// counts usage from its first grant on.
+	var res wallet.Result
+	if !a.wallet.Empty() {
+		res = a.wallet.Apply(walletKey(billed), at, amount)
+	}
 	for _, b := range res.Burns {
 		fx.burns = append(fx.burns, store.WalletBurn{CustomerID: billed.CustomerID, GrantID: b.GrantID, At: at, PlanVersionID: billed.PlanVersionID, PeriodStart: billed.PeriodStart, Amount: b.Amount})
 	}
-	if !res.UncoveredDelta.IsZero() {
+	if !a.wallet.Empty() && !res.UncoveredDelta.IsZero() {
 		fx.burns = append(fx.burns, store.WalletBurn{CustomerID: billed.CustomerID, At: at, PlanVersionID: billed.PlanVersionID, PeriodStart: billed.PeriodStart, Amount: res.UncoveredDelta})
 	}
 	a.cost[billed] = a.cost[billed].Add(cost)

@@ -49,7 +49,7 @@ type applier struct {
 	opts CounterOptions
 	seed maphash.Seed
 
-	groups chan []*store.EventRecord
+	groups chan []applyItem
 
 	mu      sync.Mutex
 	cursor  int64 // every event with seq <= cursor is applied
@@ -71,12 +71,21 @@ func newApplier(s *Service, cs counter.Store, opts CounterOptions) *applier {
 	if opts.CursorEvery <= 0 {
 		opts.CursorEvery = time.Second
 	}
-	return &applier{s: s, cs: cs, opts: opts, seed: maphash.MakeSeed(), groups: make(chan []*store.EventRecord, 4096), behind: true}
+	return &applier{s: s, cs: cs, opts: opts, seed: maphash.MakeSeed(), groups: make(chan []applyItem, 4096), behind: true}
+}
+
+// applyItem is one committed event to apply, with its meter usage and tokens when the writer
+// computed them while rating (so the applier need not decode the event again).
+type applyItem struct {
+	rec    *store.EventRecord
+	usage  map[string]int64
+	tokens int64
+	known  bool
 }
 
 // handOff passes a committed group to the applier without blocking the writer: when the queue
 // is full the group is dropped and the applier catches up from the ledger instead.
-func (a *applier) handOff(recs []*store.EventRecord) {
+func (a *applier) handOff(recs []applyItem) {
 	select {
 	case a.groups <- recs:
 	default:
@@ -126,7 +135,7 @@ func (a *applier) run(ctx context.Context) {
 				a.fail(err)
 				continue
 			}
-			a.advance(recs[len(recs)-1].Seq)
+			a.advance(recs[len(recs)-1].rec.Seq)
 		case <-retry.C:
 			a.catchUp(ctx)
 			retry.Reset(a.opts.Retry)
@@ -152,7 +161,7 @@ func (a *applier) drain() {
 				a.fail(err)
 				continue
 			}
-			a.advance(recs[len(recs)-1].Seq)
+			a.advance(recs[len(recs)-1].rec.Seq)
 		default:
 			return
 		}
@@ -216,10 +225,10 @@ func (a *applier) catchUp(ctx context.Context) {
 		a.mu.Lock()
 		after := a.cursor
 		a.mu.Unlock()
-		var recs []*store.EventRecord
+		var recs []applyItem
 		err := a.s.store.ScanEvents(ctx, store.ScanParams{AfterSeq: after, Limit: page}, func(r *store.EventRecord) error {
 			c := *r
-			recs = append(recs, &c)
+			recs = append(recs, applyItem{rec: &c})
 			return nil
 		})
 		if err != nil {
@@ -239,9 +248,9 @@ func (a *applier) catchUp(ctx context.Context) {
 			return
 		}
 		for _, r := range recs {
-			touched[r.CustomerID] = true
+			touched[r.rec.CustomerID] = true
 		}
-		a.advance(recs[len(recs)-1].Seq)
+		a.advance(recs[len(recs)-1].rec.Seq)
 	}
 }
 
@@ -278,10 +287,10 @@ func (a *applier) syncCustomer(ctx context.Context, id string) error {
 // apply applies records (in sequence order) with one worker per customer partition. A
 // customer's events after a failed one are not applied: the watermark would otherwise skip the
 // failed one for good.
-func (a *applier) apply(ctx context.Context, recs []*store.EventRecord) error {
-	parts := make([][]*store.EventRecord, a.opts.Workers)
+func (a *applier) apply(ctx context.Context, recs []applyItem) error {
+	parts := make([][]applyItem, a.opts.Workers)
 	for _, r := range recs {
-		i := int(maphash.String(a.seed, r.CustomerID) % uint64(len(parts)))
+		i := int(maphash.String(a.seed, r.rec.CustomerID) % uint64(len(parts)))
 		parts[i] = append(parts[i], r)
 	}
 	var wg sync.WaitGroup
@@ -295,11 +304,11 @@ func (a *applier) apply(ctx context.Context, recs []*store.EventRecord) error {
 			defer wg.Done()
 			failed := map[string]bool{}
 			for _, r := range part {
-				if failed[r.CustomerID] {
+				if failed[r.rec.CustomerID] {
 					continue
 				}
 				if err := a.applyOne(ctx, r); err != nil {
-					failed[r.CustomerID] = true
+					failed[r.rec.CustomerID] = true
 					if errs[i] == nil {
 						errs[i] = err
 					}
@@ -311,8 +320,15 @@ func (a *applier) apply(ctx context.Context, recs []*store.EventRecord) error {
 	return errors.Join(errs...)
 }
 
-func (a *applier) applyOne(ctx context.Context, r *store.EventRecord) error {
-	p, err := a.s.counterParams(ctx, r)
+func (a *applier) applyOne(ctx context.Context, it applyItem) error {
+	r := it.rec
+	var p counter.ApplyParams
+	var err error
+	if it.known {
+		p, err = counterParamsWith(r, it.usage, it.tokens)
+	} else {
+		p, err = a.s.counterParams(ctx, r)
+	}
 	if err != nil {
 		return err
 	}
@@ -357,6 +373,14 @@ func (s *Service) CounterStatus() (CounterStatus, bool) {
 // up event by event). Meter quantities are held as integers: a fractional quantity is rounded half away
 // from zero by money.Round.
 func (s *Service) counterParams(ctx context.Context, r *store.EventRecord) (counter.ApplyParams, error) {
+	usg, tokens, err := s.meterUsage(ctx, r)
+	if err != nil {
+		return counter.ApplyParams{}, err
+	}
+	return counterParamsWith(r, usg, tokens)
+}
+
+func counterParamsWith(r *store.EventRecord, usg map[string]int64, tokens int64) (counter.ApplyParams, error) {
 	spend, ok := money.ToNanos(r.Amount)
 	if !ok {
 		return counter.ApplyParams{}, fmt.Errorf("event %d: amount %s does not fit the counter store", r.Seq, r.Amount)
@@ -367,10 +391,6 @@ func (s *Service) counterParams(ctx context.Context, r *store.EventRecord) (coun
 		Period:     counter.PeriodRef{PlanVersionID: r.PlanVersionID, Start: r.PeriodStart, End: r.PeriodEnd},
 		SpendNanos: spend,
 		Events:     1,
-	}
-	usg, tokens, err := s.meterUsage(ctx, r)
-	if err != nil {
-		return counter.ApplyParams{}, err
 	}
 	p.Usage, p.Tokens, p.CorrelationID = usg, tokens, r.CorrelationID
 	for _, b := range r.Burns {
@@ -412,19 +432,29 @@ func (s *Service) meterUsage(ctx context.Context, r *store.EventRecord) (map[str
 	if err := recordToEvent(r, &ev); err != nil {
 		return nil, 0, fmt.Errorf("event %d: %w", r.Seq, err)
 	}
+	u, tokens, err := eventUsage(ref.cat, &ev)
+	if err != nil {
+		return nil, 0, fmt.Errorf("event %d: %w", r.Seq, err)
+	}
+	return u, tokens, nil
+}
+
+// eventUsage returns the integer usage of every sum/count meter the event feeds in the catalog,
+// and its tokens.
+func eventUsage(cat *catalog.Catalog, ev *usage.Event) (map[string]int64, int64, error) {
 	var tokens int64
 	for _, k := range TokenMetrics {
 		if q, ok := ev.Value(k); ok {
 			d := money.Round(q.Decimal(), unitCurrency)
 			if d.Abs().GreaterThan(maxQty) {
-				return nil, 0, fmt.Errorf("event %d: %s %s does not fit the counter store", r.Seq, k, q)
+				return nil, 0, fmt.Errorf("%s %s does not fit the counter store", k, q)
 			}
 			tokens += d.IntPart()
 		}
 	}
-	vals, err := rating.MeterValues(ref.cat, &ev, nil)
+	vals, err := rating.MeterValues(cat, ev, nil)
 	if err != nil {
-		return nil, 0, fmt.Errorf("event %d: %w", r.Seq, err)
+		return nil, 0, err
 	}
 	if len(vals) == 0 {
 		return nil, tokens, nil
@@ -436,7 +466,7 @@ func (s *Service) meterUsage(ctx context.Context, r *store.EventRecord) (map[str
 		}
 		d := money.Round(v.Value.Decimal(), unitCurrency)
 		if !d.IsInteger() || d.Abs().GreaterThan(maxQty) {
-			return nil, 0, fmt.Errorf("event %d: meter %s: quantity %s does not fit the counter store", r.Seq, v.Meter.Key, v.Value)
+			return nil, 0, fmt.Errorf("meter %s: quantity %s does not fit the counter store", v.Meter.Key, v.Value)
 		}
 		out[v.Meter.Key] += d.IntPart()
 	}

@@ -114,6 +114,7 @@ type pending struct {
 	res     IngestResult
 	err     error
 	records []*store.EventRecord
+	counted []applyItem // parallel to records, for the counter applier
 	trips   []guard.Trip
 }
 
@@ -225,11 +226,11 @@ func (s *Service) reply(group []*ingestRequest, work []*pending, err error) {
 		s.opts.Metrics.CommitFails.Inc()
 	}
 	if err == nil && s.applier != nil {
-		var recs []*store.EventRecord
+		var recs []applyItem
 		var trips []guard.Trip
 		for _, w := range work {
 			if w != nil && w.err == nil {
-				recs = append(recs, w.records...)
+				recs = append(recs, w.counted...)
 				trips = append(trips, w.trips...)
 			}
 		}
@@ -434,6 +435,13 @@ func (s *Service) rateGroup(ctx context.Context, group []*ingestRequest, prior m
 				}
 			}
 			w.records = append(w.records, rec)
+			if s.applier != nil {
+				it := applyItem{rec: rec}
+				if u, tk, err := eventUsage(t.ref.cat, ev); err == nil {
+					it.usage, it.tokens, it.known = u, tk, true
+				}
+				w.counted = append(w.counted, it)
+			}
 			inGroup[r.keys[j]] = r.hashes[j]
 			w.res.Events[j].Status = Accepted
 			w.res.Events[j].Amount = amount.String()

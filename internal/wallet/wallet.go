@@ -328,6 +328,10 @@ type Balance struct {
 	Grants []GrantBalance
 }
 
+// Empty reports whether the wallet holds no grant at all (expired or exhausted ones count as
+// held).
+func (w *Wallet) Empty() bool { return len(w.grants) == 0 }
+
 // Balance returns the balance at `at`.
 func (w *Wallet) Balance(at time.Time) Balance {
 	b := Balance{Available: money.Zero, Expired: money.Zero, Grants: make([]GrantBalance, 0, len(w.grants))}

@@ -486,3 +486,21 @@ func BenchmarkApply(b *testing.B) {
 		w.Apply("p", at(i%900), amounts[i%len(amounts)])
 	}
 }
+
+func TestEmpty(t *testing.T) {
+	w, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.Empty() {
+		t.Error("a wallet without grants is not Empty")
+	}
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	if err := w.AddGrant(Grant{ID: "g", Amount: money.MustParse("1"), CreatedAt: at, Kind: GrantKindPaid}); err != nil {
+		t.Fatal(err)
+	}
+	w.Apply("p", at, money.MustParse("5")) // exhausts it
+	if w.Empty() {
+		t.Error("a wallet holding an exhausted grant is Empty")
+	}
+}
