@@ -18,10 +18,16 @@ import (
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	usage := "Usage: levy bench ingest [--url URL] [--key KEY] [--setup] [--batch 100] [--connections 8]\n" +
 		"                         [--duration 10s | --events N] [--json] [--ack-log FILE]"
+	if len(args) > 0 && args[0] == "authorize" {
+		return runBenchAuthorize(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "ingest" {
 		fmt.Fprintln(stderr, usage)
+		fmt.Fprintln(stderr, benchAuthorizeUsage)
 		fmt.Fprintln(stderr, "\nbench ingest posts synthetic compound events (5 measurements each) to POST /v1/events and\n"+
-			"reports what the server acknowledges: events/s, batches/s, latency per request, errors.")
+			"reports what the server acknowledges: events/s, batches/s, latency per request, errors.\n"+
+			"bench authorize sends pre-flight checks to POST /v1/authorize and reports decisions/s and\n"+
+			"the latency of each decision.")
 		return errUsage
 	}
 	fs := newFlagSet("bench ingest", stderr, usage+"\n\n"+

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/levyhq/levy/internal/authorize"
 	"github.com/levyhq/levy/internal/billing"
 	"github.com/levyhq/levy/internal/config"
 	"github.com/levyhq/levy/internal/counter"
@@ -92,9 +93,21 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, lis
 		go svc.RunReconciler(jobsCtx, cfg.Counters.ReconcileEvery, cfg.Counters.Repair)
 	}
 
+	// Pre-flight authorize decides with the same counter store. The in-process store never
+	// waits on I/O, so it is called without a deadline; Redis gets authorize.timeout, past
+	// which decisions fail open.
+	timeout := cfg.Authorize.Timeout
+	if csName != "redis" {
+		timeout = -1
+	}
+	az := authorize.New(cs, svc, authorize.Options{
+		Timeout: timeout, ReservationTTL: cfg.Authorize.ReservationTTL,
+		SafeRequestsPerMinute: cfg.Authorize.SafeRequestsPerMinute, Registerer: reg,
+	})
+
 	var shuttingDown atomic.Bool
 	api := httpapi.New(svc, st, httpapi.NewAuthenticator(st, cfg.AdminKey), log,
-		httpapi.Options{MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxBatch: cfg.Ingest.MaxBatch, Registry: reg},
+		httpapi.Options{MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxBatch: cfg.Ingest.MaxBatch, Registry: reg, Authorize: az},
 		func() bool { return !shuttingDown.Load() })
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	ln, err := net.Listen("tcp", cfg.Addr)

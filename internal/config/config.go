@@ -36,9 +36,25 @@ type Config struct {
 	// process crash but not a power loss) (LEVY_SQLITE_SYNCHRONOUS).
 	SQLiteSynchronous string `yaml:"sqliteSynchronous"`
 
-	Ingest   Ingest   `yaml:"ingest"`
-	Counters Counters `yaml:"counters"`
-	Close    Close    `yaml:"close"`
+	Ingest    Ingest    `yaml:"ingest"`
+	Counters  Counters  `yaml:"counters"`
+	Close     Close     `yaml:"close"`
+	Authorize Authorize `yaml:"authorize"`
+}
+
+// Authorize tunes the pre-flight authorize path (POST /v1/authorize).
+type Authorize struct {
+	// Timeout bounds one decision's counter-store round trip when the counter store is Redis
+	// (LEVY_AUTHORIZE_TIMEOUT); past it the decision fails open. Default 5ms. The in-process
+	// counter store never waits on I/O and is called without a deadline.
+	Timeout time.Duration `yaml:"timeout"`
+	// ReservationTTL is how long an admitted request's reservation is held when its usage
+	// event never settles it (LEVY_AUTHORIZE_RESERVATION_TTL). Default 10m; at least 1ms.
+	ReservationTTL time.Duration `yaml:"reservationTtl"`
+	// SafeRequestsPerMinute is the fail-open safe capacity: while the counter store cannot be
+	// reached, each node admits at most this many requests per minute per customer
+	// (LEVY_AUTHORIZE_SAFE_REQUESTS_PER_MINUTE). Default 60.
+	SafeRequestsPerMinute int64 `yaml:"safeRequestsPerMinute"`
 }
 
 // Counters tunes the counter store (in-process by default, Redis with RedisURL).
@@ -123,6 +139,15 @@ func (c *Config) fill() {
 	if c.Close.Every == 0 {
 		c.Close.Every = time.Minute
 	}
+	if c.Authorize.Timeout == 0 {
+		c.Authorize.Timeout = 5 * time.Millisecond
+	}
+	if c.Authorize.ReservationTTL == 0 {
+		c.Authorize.ReservationTTL = 10 * time.Minute
+	}
+	if c.Authorize.SafeRequestsPerMinute == 0 {
+		c.Authorize.SafeRequestsPerMinute = 60
+	}
 }
 
 // Load reads the YAML file at path (if path is not empty), applies LEVY_* variables from
@@ -169,6 +194,8 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	dur("LEVY_COUNTERS_RECONCILE_EVERY", &c.Counters.ReconcileEvery)
 	dur("LEVY_CLOSE_GRACE", &c.Close.Grace)
 	dur("LEVY_CLOSE_EVERY", &c.Close.Every)
+	dur("LEVY_AUTHORIZE_TIMEOUT", &c.Authorize.Timeout)
+	dur("LEVY_AUTHORIZE_RESERVATION_TTL", &c.Authorize.ReservationTTL)
 	if v := getenv("LEVY_COUNTERS_REPAIR"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -193,6 +220,13 @@ func Load(path string, getenv func(string) string) (Config, error) {
 			errs = append(errs, errors.New("LEVY_INGEST_MAX_BODY_BYTES: must be a whole number"))
 		}
 		c.Ingest.MaxBodyBytes = n
+	}
+	if v := getenv("LEVY_AUTHORIZE_SAFE_REQUESTS_PER_MINUTE"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			errs = append(errs, errors.New("LEVY_AUTHORIZE_SAFE_REQUESTS_PER_MINUTE: must be a whole number"))
+		}
+		c.Authorize.SafeRequestsPerMinute = n
 	}
 	c.fill()
 	if err := c.Validate(); err != nil {
@@ -239,6 +273,15 @@ func (c Config) Validate() error {
 	}
 	if c.Ingest.MaxGroup < 1 {
 		errs = append(errs, errors.New("ingest.maxGroup: must be at least 1"))
+	}
+	if c.Authorize.Timeout < 0 {
+		errs = append(errs, errors.New("authorize.timeout: must not be negative"))
+	}
+	if c.Authorize.ReservationTTL < time.Millisecond {
+		errs = append(errs, errors.New("authorize.reservationTtl: must be at least 1ms"))
+	}
+	if c.Authorize.SafeRequestsPerMinute < 1 {
+		errs = append(errs, errors.New("authorize.safeRequestsPerMinute: must be at least 1"))
 	}
 	if c.AdminKey != "" && len(c.AdminKey) < 16 {
 		errs = append(errs, errors.New("adminKey: must be at least 16 characters"))

@@ -58,3 +58,39 @@ func TestUnknownFileKey(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestAuthorizeSettings(t *testing.T) {
+	c, err := Load("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Authorize.Timeout != 5*time.Millisecond || c.Authorize.ReservationTTL != 10*time.Minute || c.Authorize.SafeRequestsPerMinute != 60 {
+		t.Errorf("authorize defaults: %+v", c.Authorize)
+	}
+	path := filepath.Join(t.TempDir(), "levy.yaml")
+	os.WriteFile(path, []byte("authorize:\n  timeout: 3ms\n  reservationTtl: 2m\n  safeRequestsPerMinute: 30\n"), 0o600)
+	c, err = Load(path, env(map[string]string{"LEVY_AUTHORIZE_SAFE_REQUESTS_PER_MINUTE": "20"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Authorize.Timeout != 3*time.Millisecond || c.Authorize.ReservationTTL != 2*time.Minute || c.Authorize.SafeRequestsPerMinute != 20 {
+		t.Errorf("authorize from file + env: %+v", c.Authorize)
+	}
+	c, err = Load("", env(map[string]string{"LEVY_AUTHORIZE_TIMEOUT": "250us", "LEVY_AUTHORIZE_RESERVATION_TTL": "90s"}))
+	if err != nil || c.Authorize.Timeout != 250*time.Microsecond || c.Authorize.ReservationTTL != 90*time.Second {
+		t.Errorf("authorize from env: %+v, %v", c.Authorize, err)
+	}
+	_, err = Load("", env(map[string]string{
+		"LEVY_AUTHORIZE_TIMEOUT":                  "-1ms",
+		"LEVY_AUTHORIZE_RESERVATION_TTL":          "500us",
+		"LEVY_AUTHORIZE_SAFE_REQUESTS_PER_MINUTE": "-3",
+	}))
+	for _, want := range []string{"authorize.timeout", "authorize.reservationTtl", "authorize.safeRequestsPerMinute"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %s: %v", want, err)
+		}
+	}
+	if _, err := Load("", env(map[string]string{"LEVY_AUTHORIZE_SAFE_REQUESTS_PER_MINUTE": "lots"})); err == nil || !strings.Contains(err.Error(), "LEVY_AUTHORIZE_SAFE_REQUESTS_PER_MINUTE") {
+		t.Errorf("a non-number safe capacity: %v", err)
+	}
+}

@@ -19,9 +19,25 @@
 //   - Closing one period is refused (400 periodStart) unless it started before the customer's
 //     open period: the open period still takes events. Closing a closed period returns its
 //     invoice.
+//   - POST /v1/authorize: a body of at most 64 KiB (413 beyond), one JSON object decoded without
+//     reflection (DecodeAuthorizeRequest): unknown or repeated fields, fractions, exponents,
+//     quoted numbers, token counts outside 0…2^52−1 and invalid UTF-8 are a 400 naming every
+//     bad field; null is absent. An unknown customer, or one without a subscription in force,
+//     is a 404. A decision is 200 (ALLOW) or 429 (DENY, with Retry-After), both in the
+//     decision's JSON shape with the remaining-quota headers; a fail-open decision carries
+//     Levy-Fail-Open: true. Money in the answer is exact (nanos written as a decimal, never
+//     rounded). No SQL runs: the service reads billing's caches and asks the counter store once.
+//   - Reservation release names the customer in the body or the query (both must agree); an
+//     unknown, settled, released or expired reservation answers released: false, never 404.
+//   - Breaker IDs are "<customerId>" or "<customerId>/task/<taskId>", the slashes escaped in
+//     /v1/breakers/{id}/reset (or unescaped in /v1/breakers/{customerId}/task/{taskId}/reset).
+//   - PUT /v1/customers/{id} refuses limit overrides authorize.ParseOverrides refuses (400
+//     naming limits.<name>) before anything is stored.
+//   - Without an authorize service (Options.Authorize nil) the authorize routes answer 503.
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	_ "embed"
@@ -37,6 +53,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/levyhq/levy/internal/authorize"
 	"github.com/levyhq/levy/internal/billing"
 	"github.com/levyhq/levy/internal/problem"
 	"github.com/levyhq/levy/internal/store"
@@ -57,6 +74,9 @@ type Options struct {
 	MaxBatch     int
 	Now          func() time.Time
 	Registry     *prometheus.Registry
+	// Authorize answers the pre-flight routes (POST /v1/authorize, reservation release,
+	// limits, breaker resets); without it they answer 503.
+	Authorize *authorize.Service
 }
 
 // API is the HTTP API.
@@ -69,6 +89,9 @@ type API struct {
 	decoder chan *usage.Decoder
 	mux     *http.ServeMux
 	ready   func() bool
+	// authorizeRoute is POST /v1/authorize with its key check, which ServeHTTP calls without
+	// the mux's lookups: it is the hot path.
+	authorizeRoute http.HandlerFunc
 }
 
 // New returns the API's handler.
@@ -83,6 +106,7 @@ func New(svc *billing.Service, st store.Store, auth *Authenticator, log *slog.Lo
 		opts.Now = time.Now
 	}
 	a := &API{svc: svc, store: st, auth: auth, log: log, opts: opts, decoder: make(chan *usage.Decoder, 64), mux: http.NewServeMux(), ready: ready}
+	a.authorizeRoute = a.require(store.ScopeAuthorize, a.postAuthorize)
 	m := a.mux
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	m.HandleFunc("GET /readyz", a.readyz)
@@ -117,6 +141,11 @@ func New(svc *billing.Service, st store.Store, auth *Authenticator, log *slog.Lo
 	m.HandleFunc("GET /v1/admin/counters", a.require(store.ScopeAdmin, a.counterStatus))
 	m.HandleFunc("POST /v1/admin/counters/check", a.require(store.ScopeAdmin, a.checkCounters))
 	m.HandleFunc("POST /v1/admin/counters/rebuild", a.require(store.ScopeAdmin, a.rebuildCounters))
+	m.HandleFunc("POST /v1/authorize", a.authorizeRoute)
+	m.HandleFunc("POST /v1/reservations/{id}/release", a.require(store.ScopeAuthorize, a.releaseReservation))
+	m.HandleFunc("GET /v1/customers/{id}/limits", a.require(store.ScopeRead, a.customerLimits))
+	m.HandleFunc("POST /v1/breakers/{id}/reset", a.require(store.ScopeAdmin, a.resetBreaker))
+	m.HandleFunc("POST /v1/breakers/{customerId}/task/{taskId}/reset", a.require(store.ScopeAdmin, a.resetBreaker))
 	m.HandleFunc("POST /v1/events", a.require(store.ScopeIngest, a.postEvents))
 	m.HandleFunc("GET /v1/events/{id}", a.require(store.ScopeRead, a.getEvent))
 	m.HandleFunc("GET /v1/events", a.require(store.ScopeRead, a.listEvents))
@@ -155,6 +184,10 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			a.writeError(w, r, errors.New("panic"))
 		}
 	}()
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/authorize" {
+		a.authorizeRoute(w, r) // the hot path skips the mux's two lookups
+		return
+	}
 	// The mux answers unknown paths and methods itself; give those a problem document too.
 	if _, pattern := a.mux.Handler(r); pattern == "" {
 		a.writeError(w, r, problem.New(problem.NotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
@@ -355,7 +388,13 @@ func (a *API) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if err != nil {
 		return err
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	return decodeJSONBody(body, v)
+}
+
+// decodeJSONBody decodes a JSON document strictly (unknown fields are errors) into v; errors are
+// Invalid problems naming the field.
+func decodeJSONBody(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var se *json.SyntaxError
@@ -470,6 +509,10 @@ func (a *API) putCustomer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := body.CustomerInput
+	if _, err := authorize.ParseOverrides(in.Limits); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
 	if t := in.SubscriptionStart; t != nil && (t.Before(minStoredTime) || t.After(maxStoredTime)) {
 		a.writeError(w, r, problem.Invalidf("subscriptionStart", "must be between %s and %s (times are stored as nanoseconds since 1970)",
 			minStoredTime.Format(time.RFC3339), maxStoredTime.Format(time.RFC3339)))

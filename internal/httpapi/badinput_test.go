@@ -47,6 +47,11 @@ type indexedField struct {
 	field string
 }
 
+// authzRaw posts a raw body to /v1/authorize.
+func authzRaw(key, body string) call {
+	return call{Method: "POST", Path: "/v1/authorize", Key: key, ContentType: "application/json", Body: []byte(body)}
+}
+
 // eventsCall posts a raw JSON body to /v1/events.
 func eventsCall(key, body string) call {
 	return call{Method: "POST", Path: "/v1/events", Key: key, ContentType: "application/json", Body: []byte(body)}
@@ -88,6 +93,10 @@ func TestBadInput(t *testing.T) {
 	setup(call{Method: "PUT", Path: "/v1/customers/c1", ContentType: "application/json", Body: []byte(`{"plan":"pro"}`)}, 200)
 	setup(call{Method: "PUT", Path: "/v1/customers/c-late", ContentType: "application/json", Body: []byte(`{"plan":"pro","subscriptionStart":"2026-11-20T00:00:00Z"}`)}, 200)
 	_, readKey, err := httpapi.CreateKey(ctx, srv.Store, "reader", []store.Scope{store.ScopeRead}, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, authzKey, err := httpapi.CreateKey(ctx, srv.Store, "gateway", []store.Scope{store.ScopeAuthorize}, testNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,6 +399,68 @@ func TestBadInput(t *testing.T) {
 		{name: "counter rebuild of an unknown customer", c: call{Method: "POST", Path: "/v1/admin/counters/rebuild?customerId=nobody", Key: admin}, status: 404},
 		{name: "counter rebuild with a read key", c: call{Method: "POST", Path: "/v1/admin/counters/rebuild", Key: readKey}, status: 403},
 
+		// Pre-flight authorize: every field, the body, the customer, keys.
+		{name: "authorize malformed JSON", c: authzRaw(admin, `{"customerId":"c1",`), status: 400, fields: []string{"body"}},
+		{name: "authorize empty body", c: authzRaw(admin, ``), status: 400, fields: []string{"body"}},
+		{name: "authorize a JSON array", c: authzRaw(admin, `[{"customerId":"c1","model":"m"}]`), status: 400, fields: []string{"body"}},
+		{name: "authorize trailing garbage", c: authzRaw(admin, `{"customerId":"c1","model":"m"}x`), status: 400, fields: []string{"body"}},
+		{name: "authorize missing customerId", c: authzRaw(admin, `{"model":"m"}`), status: 400, fields: []string{"customerId"}},
+		{name: "authorize customerId null", c: authzRaw(admin, `{"customerId":null,"model":"m"}`), status: 400, fields: []string{"customerId"}},
+		{name: "authorize customerId a number", c: authzRaw(admin, `{"customerId":12,"model":"m"}`), status: 400, fields: []string{"customerId"}},
+		{name: "authorize customerId with a space", c: authzRaw(admin, `{"customerId":"c 1","model":"m"}`), status: 400, fields: []string{"customerId"}},
+		{name: "authorize customerId too long", c: authzRaw(admin, `{"customerId":"`+long[:257]+`","model":"m"}`), status: 400, fields: []string{"customerId"}},
+		{name: "authorize missing model", c: authzRaw(admin, `{"customerId":"c1"}`), status: 400, fields: []string{"model"}},
+		{name: "authorize empty model", c: authzRaw(admin, `{"customerId":"c1","model":""}`), status: 400, fields: []string{"model"}},
+		{name: "authorize model an object", c: authzRaw(admin, `{"customerId":"c1","model":{"name":"m"}}`), status: 400, fields: []string{"model"}},
+		{name: "authorize model with a NUL", c: authzRaw(admin, `{"customerId":"c1","model":"m\u0000"}`), status: 400, fields: []string{"model"}},
+		{name: "authorize model invalid UTF-8", c: authzRaw(admin, "{\"customerId\":\"c1\",\"model\":\"m\xff\"}"), status: 400, fields: []string{"model"}},
+		{name: "authorize model too long", c: authzRaw(admin, `{"customerId":"c1","model":"`+long[:257]+`"}`), status: 400, fields: []string{"model"}},
+		{name: "authorize negative estimatedInputTokens", c: authzRaw(admin, `{"customerId":"c1","model":"m","estimatedInputTokens":-1}`), status: 400, fields: []string{"estimatedInputTokens"}},
+		{name: "authorize huge estimatedInputTokens", c: authzRaw(admin, `{"customerId":"c1","model":"m","estimatedInputTokens":4503599627370496}`), status: 400, fields: []string{"estimatedInputTokens"}},
+		{name: "authorize estimatedInputTokens beyond int64", c: authzRaw(admin, `{"customerId":"c1","model":"m","estimatedInputTokens":`+strings.Repeat("9", 40)+`}`), status: 400, fields: []string{"estimatedInputTokens"}},
+		{name: "authorize estimatedInputTokens a fraction", c: authzRaw(admin, `{"customerId":"c1","model":"m","estimatedInputTokens":10.5}`), status: 400, fields: []string{"estimatedInputTokens"}},
+		{name: "authorize estimatedInputTokens an exponent", c: authzRaw(admin, `{"customerId":"c1","model":"m","estimatedInputTokens":1e3}`), status: 400, fields: []string{"estimatedInputTokens"}},
+		{name: "authorize estimatedInputTokens a string", c: authzRaw(admin, `{"customerId":"c1","model":"m","estimatedInputTokens":"1500"}`), status: 400, fields: []string{"estimatedInputTokens"}},
+		{name: "authorize negative maxOutputTokens", c: authzRaw(admin, `{"customerId":"c1","model":"m","maxOutputTokens":-1024}`), status: 400, fields: []string{"maxOutputTokens"}},
+		{name: "authorize huge maxOutputTokens", c: authzRaw(admin, `{"customerId":"c1","model":"m","maxOutputTokens":9223372036854775807}`), status: 400, fields: []string{"maxOutputTokens"}},
+		{name: "authorize maxOutputTokens a boolean", c: authzRaw(admin, `{"customerId":"c1","model":"m","maxOutputTokens":true}`), status: 400, fields: []string{"maxOutputTokens"}},
+		{name: "authorize maxOutputTokens NaN", c: authzRaw(admin, `{"customerId":"c1","model":"m","maxOutputTokens":NaN}`), status: 400},
+		{name: "authorize correlationId a number", c: authzRaw(admin, `{"customerId":"c1","model":"m","correlationId":7}`), status: 400, fields: []string{"correlationId"}},
+		{name: "authorize correlationId too long", c: authzRaw(admin, `{"customerId":"c1","model":"m","correlationId":"`+long[:257]+`"}`), status: 400, fields: []string{"correlationId"}},
+		{name: "authorize taskId with a control character", c: authzRaw(admin, `{"customerId":"c1","model":"m","taskId":"run\u0007"}`), status: 400, fields: []string{"taskId"}},
+		{name: "authorize taskId an array", c: authzRaw(admin, `{"customerId":"c1","model":"m","taskId":["run_1"]}`), status: 400, fields: []string{"taskId"}},
+		{name: "authorize an unknown field", c: authzRaw(admin, `{"customerId":"c1","model":"m","max_tokens":100}`), status: 400, fields: []string{"max_tokens"}},
+		{name: "authorize a field twice", c: authzRaw(admin, `{"customerId":"c1","model":"m","customerId":"c2"}`), status: 400, fields: []string{"customerId"}},
+		{name: "authorize every field bad at once", c: authzRaw(admin, `{"customerId":"","model":5,"estimatedInputTokens":-1,"maxOutputTokens":0.5,"correlationId":{},"taskId":""}`),
+			status: 400, fields: []string{"customerId", "model", "estimatedInputTokens", "maxOutputTokens", "correlationId"}},
+		{name: "authorize an unknown customer", c: authzRaw(admin, `{"customerId":"nobody","model":"m"}`), status: 404},
+		{name: "authorize as text", c: call{Method: "POST", Path: "/v1/authorize", Key: admin, ContentType: "text/plain", Body: []byte(`{"customerId":"c1","model":"m"}`)}, status: 415, fields: []string{"Content-Type"}},
+		{name: "authorize an oversized body", c: authzRaw(admin, `{"customerId":"c1","model":"m"}`+strings.Repeat(" ", 64<<10)), status: 413, fields: []string{"body"}},
+		{name: "authorize with a read key", c: authzRaw(readKey, `{"customerId":"c1","model":"m"}`), status: 403},
+		{name: "authorize without a key", c: authzRaw("", `{"customerId":"c1","model":"m"}`), status: 401},
+
+		// Reservations, limits and breakers.
+		{name: "release without customerId", c: call{Method: "POST", Path: "/v1/reservations/rsv_1/release", Key: admin}, status: 400, fields: []string{"customerId"}},
+		{name: "release a malformed customerId", c: call{Method: "POST", Path: "/v1/reservations/rsv_1/release?customerId=a%20b", Key: admin}, status: 400, fields: []string{"customerId"}},
+		{name: "release body and query disagree", c: call{Method: "POST", Path: "/v1/reservations/rsv_1/release?customerId=c1", Key: admin, ContentType: "application/json", Body: []byte(`{"customerId":"c2"}`)}, status: 400, fields: []string{"customerId"}},
+		{name: "release an unknown body field", c: call{Method: "POST", Path: "/v1/reservations/rsv_1/release", Key: admin, ContentType: "application/json", Body: []byte(`{"customer":"c1"}`)}, status: 400, fields: []string{"customer"}},
+		{name: "release a body that is not JSON", c: call{Method: "POST", Path: "/v1/reservations/rsv_1/release", Key: admin, ContentType: "application/json", Body: []byte(`customerId=c1`)}, status: 400, fields: []string{"body"}},
+		{name: "release as a form", c: call{Method: "POST", Path: "/v1/reservations/rsv_1/release", Key: admin, ContentType: "application/x-www-form-urlencoded", Body: []byte(`customerId=c1`)}, status: 415, fields: []string{"Content-Type"}},
+		{name: "release a reservation id with a control character", c: call{Method: "POST", Path: "/v1/reservations/rsv%07/release?customerId=c1", Key: admin}, status: 400, fields: []string{"reservationId"}},
+		{name: "release with a read key", c: call{Method: "POST", Path: "/v1/reservations/rsv_1/release?customerId=c1", Key: readKey}, status: 403},
+		{name: "limits of an unknown customer", c: call{Method: "GET", Path: "/v1/customers/nobody/limits", Key: admin}, status: 404},
+		{name: "limits of a malformed customer id", c: call{Method: "GET", Path: "/v1/customers/a%20b/limits", Key: admin}, status: 400, fields: []string{"customerId"}},
+		{name: "breaker reset of a malformed id", c: call{Method: "POST", Path: "/v1/breakers/a%20b/reset", Key: admin}, status: 400, fields: []string{"breakerId"}},
+		{name: "breaker reset of an empty task", c: call{Method: "POST", Path: "/v1/breakers/c1%2Ftask%2F/reset", Key: admin}, status: 400, fields: []string{"breakerId"}},
+		{name: "breaker reset of a task with a control character", c: call{Method: "POST", Path: "/v1/breakers/c1/task/run%01/reset", Key: admin}, status: 400, fields: []string{"taskId"}},
+		{name: "breaker reset of a malformed customer", c: call{Method: "POST", Path: "/v1/breakers/a%20b/task/run_1/reset", Key: admin}, status: 400, fields: []string{"customerId"}},
+		{name: "breaker reset with an authorize-only key", c: call{Method: "POST", Path: "/v1/breakers/c1/reset", Key: authzKey}, status: 403},
+		{name: "customer limits with a negative rate", c: customerCall(admin, "c1", `{"limits":{"requestsPerMinute":-1}}`), status: 400, fields: []string{"limits.requestsPerMinute"}},
+		{name: "customer limits with an unknown limit", c: customerCall(admin, "c1", `{"limits":{"rpm":5}}`), status: 400, fields: []string{"limits.rpm"}},
+		{name: "customer limits with a fractional count", c: customerCall(admin, "c1", `{"limits":{"maxConcurrent":1.5,"monthlyTokens":"lots"}}`), status: 400, fields: []string{"limits.maxConcurrent", "limits.monthlyTokens"}},
+		{name: "customer limits with a bad spend", c: customerCall(admin, "c1", `{"limits":{"monthlySpend":"-5.00"}}`), status: 400, fields: []string{"limits.monthlySpend"}},
+		{name: "customer limits too large", c: customerCall(admin, "c1", `{"limits":{"tokensPerMinute":1e30}}`), status: 400, fields: []string{"limits.tokensPerMinute"}},
+
 		// Attribution of adjustment lines.
 		{name: "attribution billedPlanVersionId not a number", c: call{Method: "GET", Path: "/v1/customers/c1/attribution?planVersionId=1&periodStart=2026-11-01T00:00:00Z&charge=input&billedPlanVersionId=x&billedPeriodStart=2026-11-01T00:00:00Z", Key: admin}, status: 400, fields: []string{"billedPlanVersionId"}},
 		{name: "attribution billedPeriodStart without billedPlanVersionId", c: call{Method: "GET", Path: "/v1/customers/c1/attribution?planVersionId=1&periodStart=2026-11-01T00:00:00Z&charge=input&billedPeriodStart=2026-11-01T00:00:00Z", Key: admin}, status: 400, fields: []string{"billedPlanVersionId"}},
@@ -483,8 +554,15 @@ func TestBadInput(t *testing.T) {
 	if r = setup(call{Method: "POST", Path: "/v1/admin/counters/check"}, 200); !bytes.Contains(r.Body, []byte(`"drifted": 0`)) {
 		t.Errorf("counters drifted: %s", clipBody(r.Body))
 	}
+	// No reservation was taken and no limit override stored.
+	if r = setup(call{Method: "GET", Path: "/v1/customers/c1/limits"}, 200); !bytes.Contains(r.Body, []byte(`"openReservations": 0`)) {
+		t.Errorf("bad authorize requests took reservations: %s", clipBody(r.Body))
+	}
+	if r = setup(call{Method: "GET", Path: "/v1/customers/c1"}, 200); bytes.Contains(r.Body, []byte(`"limits"`)) {
+		t.Errorf("bad limits were stored: %s", clipBody(r.Body))
+	}
 	r = setup(call{Method: "GET", Path: "/v1/keys"}, 200)
-	if n := bytes.Count(r.Body, []byte(`"prefix"`)); n != 3 {
+	if n := bytes.Count(r.Body, []byte(`"prefix"`)); n != 4 {
 		t.Errorf("bad input created keys: %s", clipBody(r.Body))
 	}
 	r = setup(call{Method: "GET", Path: "/v1/customers/c-late/spend"}, 200)

@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/levyhq/levy/internal/authorize"
 	"github.com/levyhq/levy/internal/billing"
+	"github.com/levyhq/levy/internal/counter"
 	countermemory "github.com/levyhq/levy/internal/counter/memory"
 	"github.com/levyhq/levy/internal/httpapi"
 	"github.com/levyhq/levy/internal/store"
@@ -80,7 +82,15 @@ type serverOptions struct {
 	maxBatch   int
 	network    bool        // start an httptest.Server (otherwise only API is set)
 	ready      func() bool // the readiness hook (nil: always ready)
-	noCounters bool        // run the service without a counter store
+	noCounters bool        // run the service without a counter store (and so without authorize)
+	// now is the clock of the service, the counter store and the API (default: testNow, fixed).
+	now func() time.Time
+	// authorize tunes the authorize service (Timeout is -1 unless set, as for the embedded
+	// store).
+	authorize authorize.Options
+	// authorizer, when set, wraps the counter store the authorize service calls (to make it
+	// fail).
+	authorizer func(counter.Authorizer) counter.Authorizer
 }
 
 func newTestServer(t testing.TB, o serverOptions) *testServer {
@@ -91,7 +101,10 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 		t.Fatalf("open sqlite: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	now := func() time.Time { return testNow }
+	now := o.now
+	if now == nil {
+		now = func() time.Time { return testNow }
+	}
 	reg := prometheus.NewRegistry()
 	opts := billing.Options{Now: now, Metrics: billing.NewMetrics(reg)}
 	var cs *countermemory.Store
@@ -102,8 +115,20 @@ func newTestServer(t testing.TB, o serverOptions) *testServer {
 	svc := billing.New(st, log, opts)
 	runCtx, stop := context.WithCancel(context.Background())
 	go svc.Run(runCtx)
-	api := httpapi.New(svc, st, httpapi.NewAuthenticator(st, ""), log,
-		httpapi.Options{MaxBodyBytes: o.maxBody, MaxBatch: o.maxBatch, Now: now, Registry: reg}, o.ready)
+	apiOpts := httpapi.Options{MaxBodyBytes: o.maxBody, MaxBatch: o.maxBatch, Now: now, Registry: reg}
+	if cs != nil {
+		ao := o.authorize
+		if ao.Timeout == 0 {
+			ao.Timeout = -1
+		}
+		ao.Registerer = reg
+		var az counter.Authorizer = cs
+		if o.authorizer != nil {
+			az = o.authorizer(cs)
+		}
+		apiOpts.Authorize = authorize.New(az, svc, ao)
+	}
+	api := httpapi.New(svc, st, httpapi.NewAuthenticator(st, ""), log, apiOpts, o.ready)
 	_, secret, err := httpapi.CreateKey(ctx, st, "test admin", []store.Scope{store.ScopeAdmin}, testNow)
 	if err != nil {
 		t.Fatalf("create admin key: %v", err)

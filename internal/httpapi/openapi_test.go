@@ -71,6 +71,16 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 				if code[0] != '4' && code[0] != '5' {
 					continue
 				}
+				if decision, _ := resp.Value.Extensions["x-levy-decision"].(bool); decision {
+					// The authorize DENY is a decision in the decision's shape, not an error.
+					if op.OperationID != "authorize" || code != "429" {
+						t.Errorf("%s %s: only the authorize 429 is a decision", where, code)
+					}
+					if mt := resp.Value.Content.Get("application/json"); mt == nil || mt.Schema == nil || mt.Schema.Ref != "#/components/schemas/AuthorizeDecision" {
+						t.Errorf("%s %s: a decision answer must be an AuthorizeDecision", where, code)
+					}
+					continue
+				}
 				mt := resp.Value.Content.Get("application/problem+json")
 				if mt == nil || mt.Schema == nil || mt.Schema.Ref != "#/components/schemas/Problem" {
 					t.Errorf("%s %s: not a problem+json answer", where, code)
@@ -679,6 +689,9 @@ func TestOpenAPIContract(t *testing.T) {
 	k.problem(k.exchange(call{Method: "GET", Path: "/readyz"}, reqValid, 503), 503, nil)
 	k.srv = srv
 
+	// Pre-flight authorize: decisions, reservations, live limits, breakers.
+	exerciseAuthorize(t, k, srv)
+
 	// Spend tiers, wallets, invoices, period close and the counter store.
 	exerciseAccounts(t, k, srv)
 
@@ -799,7 +812,7 @@ func TestOpenAPIRouterFindsEveryOperation(t *testing.T) {
 			}
 		}
 	}
-	if n := len(docRoutes(doc)); n != 34 {
-		t.Errorf("the document has %d operations, want 34", n)
+	if n := len(docRoutes(doc)); n != 39 {
+		t.Errorf("the document has %d operations, want 39", n)
 	}
 }

@@ -1,0 +1,4 @@
+package httpapi
+
+// AppendNanos exposes appendNanos to the external tests.
+var AppendNanos = appendNanos
