@@ -20,6 +20,9 @@ import (
 	"github.com/levyhq/levy/internal/counter"
 	countermemory "github.com/levyhq/levy/internal/counter/memory"
 	counterredis "github.com/levyhq/levy/internal/counter/redis"
+	"github.com/levyhq/levy/internal/extauthz"
+	"github.com/levyhq/levy/internal/forwardauth"
+	"github.com/levyhq/levy/internal/gateway"
 	"github.com/levyhq/levy/internal/httpapi"
 	"github.com/levyhq/levy/internal/store"
 	"github.com/levyhq/levy/internal/store/postgres"
@@ -105,15 +108,54 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, lis
 		SafeRequestsPerMinute: cfg.Authorize.SafeRequestsPerMinute, Registerer: reg,
 	})
 
+	// Keys named customer:<id> act for that customer at the gateway and forward-auth.
+	customers := gateway.NewKeyNameResolver(st, 0)
+	faCfg := forwardauth.Config{Customers: customers, Authorizer: az, ModelAlias: gateway.ModelAlias, Log: log}
+	fa, err := forwardauth.New(faCfg)
+	if err != nil {
+		stopSvc()
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{
+		OpenAIBaseURL: cfg.Gateway.OpenAIBaseURL, AnthropicBaseURL: cfg.Gateway.AnthropicBaseURL,
+		OpenAIKey: cfg.Gateway.OpenAIKey, AnthropicKey: cfg.Gateway.AnthropicKey, MaxBodyBytes: cfg.Gateway.MaxBodyBytes,
+	}, gateway.Deps{Customers: customers, Authorizer: gateway.ServiceAuthorizer(az), Ingester: svc, Log: log, Registry: reg})
+	if err != nil {
+		stopSvc()
+		return err
+	}
+
 	var shuttingDown atomic.Bool
 	api := httpapi.New(svc, st, httpapi.NewAuthenticator(st, cfg.AdminKey), log,
-		httpapi.Options{MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxBatch: cfg.Ingest.MaxBatch, Registry: reg, Authorize: az},
+		httpapi.Options{MaxBodyBytes: cfg.Ingest.MaxBodyBytes, MaxBatch: cfg.Ingest.MaxBatch, Registry: reg, Authorize: az, ForwardAuth: fa},
 		func() bool { return !shuttingDown.Load() })
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	root := http.NewServeMux()
+	root.Handle("/gateway/", http.StripPrefix("/gateway", gw))
+	root.Handle("/", api)
+	// No WriteTimeout: it would cut streamed completions.
+	srv := &http.Server{Handler: root, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		stopSvc()
 		return err
+	}
+	if cfg.Gateway.ExtAuthzAddr != "" {
+		ea, err := extauthz.New(faCfg)
+		if err != nil {
+			stopSvc()
+			return err
+		}
+		gln, err := net.Listen("tcp", cfg.Gateway.ExtAuthzAddr)
+		if err != nil {
+			stopSvc()
+			return fmt.Errorf("ext_authz listener: %w", err)
+		}
+		log.Info("ext_authz listening", "addr", gln.Addr().String())
+		go func() {
+			if err := ea.Serve(ctx, gln, cfg.ShutdownTimeout); err != nil {
+				log.Error("ext_authz", "err", err)
+			}
+		}()
 	}
 	log.Info("levy listening", "addr", ln.Addr().String(), "store", backend, "counters", csName)
 	if listening != nil {
@@ -134,6 +176,10 @@ func serve(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, lis
 	defer cancel()
 	if serr := srv.Shutdown(sctx); serr != nil {
 		log.Warn("shutdown", "err", serr)
+	}
+	// The gateway's queued usage events go into the ledger before the writer stops.
+	if gerr := gw.Close(sctx); gerr != nil {
+		log.Warn("gateway: usage events not ingested at shutdown", "err", gerr)
 	}
 	stopJobs()
 	stopSvc()

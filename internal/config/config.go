@@ -40,6 +40,25 @@ type Config struct {
 	Counters  Counters  `yaml:"counters"`
 	Close     Close     `yaml:"close"`
 	Authorize Authorize `yaml:"authorize"`
+	Gateway   Gateway   `yaml:"gateway"`
+}
+
+// Gateway configures the LLM gateway served under /gateway/ (see docs/gateway.md) and the
+// Envoy ext_authz gRPC server.
+type Gateway struct {
+	// OpenAIBaseURL and AnthropicBaseURL are the upstream origins (LEVY_GATEWAY_OPENAI_BASE_URL,
+	// LEVY_GATEWAY_ANTHROPIC_BASE_URL). Defaults: the providers' public APIs.
+	OpenAIBaseURL    string `yaml:"openAIBaseUrl"`
+	AnthropicBaseURL string `yaml:"anthropicBaseUrl"`
+	// OpenAIKey and AnthropicKey are the provider credentials the gateway sends upstream
+	// (LEVY_GATEWAY_OPENAI_KEY, LEVY_GATEWAY_ANTHROPIC_KEY); clients never see them.
+	OpenAIKey    string `yaml:"openAIKey"`
+	AnthropicKey string `yaml:"anthropicKey"`
+	// MaxBodyBytes bounds a request body (LEVY_GATEWAY_MAX_BODY_BYTES). Default 32 MiB.
+	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+	// ExtAuthzAddr, when set, serves Envoy's ext_authz gRPC API there (LEVY_EXT_AUTHZ_ADDR),
+	// e.g. 127.0.0.1:7071.
+	ExtAuthzAddr string `yaml:"extAuthzAddr"`
 }
 
 // Authorize tunes the pre-flight authorize path (POST /v1/authorize).
@@ -180,6 +199,18 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	str("LEVY_LOG_FORMAT", &c.LogFormat)
 	str("LEVY_SQLITE_SYNCHRONOUS", &c.SQLiteSynchronous)
 	str("LEVY_INGEST_DEFAULT_PLAN", &c.Ingest.DefaultPlan)
+	str("LEVY_GATEWAY_OPENAI_BASE_URL", &c.Gateway.OpenAIBaseURL)
+	str("LEVY_GATEWAY_ANTHROPIC_BASE_URL", &c.Gateway.AnthropicBaseURL)
+	str("LEVY_GATEWAY_OPENAI_KEY", &c.Gateway.OpenAIKey)
+	str("LEVY_GATEWAY_ANTHROPIC_KEY", &c.Gateway.AnthropicKey)
+	str("LEVY_EXT_AUTHZ_ADDR", &c.Gateway.ExtAuthzAddr)
+	if v := getenv("LEVY_GATEWAY_MAX_BODY_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			errs = append(errs, errors.New("LEVY_GATEWAY_MAX_BODY_BYTES: must be a whole number"))
+		}
+		c.Gateway.MaxBodyBytes = n
+	}
 	dur := func(name string, dst *time.Duration) {
 		if v := getenv(name); v != "" {
 			d, err := time.ParseDuration(v)
@@ -261,6 +292,9 @@ func (c Config) Validate() error {
 	}
 	if c.Ingest.MaxBatch < 1 {
 		errs = append(errs, errors.New("ingest.maxBatch: must be at least 1"))
+	}
+	if c.Gateway.MaxBodyBytes < 0 {
+		errs = append(errs, errors.New("gateway.maxBodyBytes: must not be negative"))
 	}
 	if c.Counters.ApplyTimeout < 0 {
 		errs = append(errs, errors.New("counters.applyTimeout: must not be negative"))

@@ -77,6 +77,9 @@ type Options struct {
 	// Authorize answers the pre-flight routes (POST /v1/authorize, reservation release,
 	// limits, breaker resets); without it they answer 503.
 	Authorize *authorize.Service
+	// ForwardAuth, when set, answers /v1/forward-auth (any method): the pre-flight check for
+	// gateways that send no body (nginx auth_request, Caddy forward_auth).
+	ForwardAuth http.Handler
 }
 
 // API is the HTTP API.
@@ -109,6 +112,9 @@ func New(svc *billing.Service, st store.Store, auth *Authenticator, log *slog.Lo
 	a.authorizeRoute = a.require(store.ScopeAuthorize, a.postAuthorize)
 	m := a.mux
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	if opts.ForwardAuth != nil {
+		m.Handle("/v1/forward-auth", opts.ForwardAuth)
+	}
 	m.HandleFunc("GET /readyz", a.readyz)
 	m.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
