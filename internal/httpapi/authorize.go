@@ -24,6 +24,7 @@ import (
 	"github.com/levyhq/levy/internal/counter"
 	"github.com/levyhq/levy/internal/money"
 	"github.com/levyhq/levy/internal/problem"
+	"github.com/levyhq/levy/internal/usage"
 )
 
 // authorizeMaxBody caps an authorize request body. A valid request is at most about 1.2 KB
@@ -288,18 +289,18 @@ func wholeNumber(v *fastjson.Value) (int64, string) {
 // dimension. Money is exact, in units of the currency, as a decimal string.
 func AppendAuthorizeResult(b []byte, res *authorize.Result) []byte {
 	b = append(b, `{"decision":`...)
-	b = appendJSONString(b, string(res.Decision))
+	b = usage.AppendJSONString(b, string(res.Decision))
 	if res.ReservationID != "" {
 		b = append(b, `,"reservationId":`...)
-		b = appendJSONString(b, res.ReservationID)
+		b = usage.AppendJSONString(b, res.ReservationID)
 	}
 	if res.Tier != "" {
 		b = append(b, `,"tier":`...)
-		b = appendJSONString(b, res.Tier)
+		b = usage.AppendJSONString(b, res.Tier)
 	}
 	if res.Decision == authorize.Deny {
 		b = append(b, `,"reason":`...)
-		b = appendJSONString(b, res.Reason)
+		b = usage.AppendJSONString(b, res.Reason)
 		b = append(b, `,"retryAfterSeconds":`...)
 		b = strconv.AppendInt(b, res.RetryAfterSeconds, 10)
 		if res.Never {
@@ -339,7 +340,7 @@ func AppendRemaining(b []byte, q *[limit.NumDimensions]authorize.Quota) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendJSONString(b, d.String())
+		b = usage.AppendJSONString(b, d.String())
 		b = append(b, `:{"limit":`...)
 		if moneyDim(d) {
 			b = appendNanos(b, e.Limit)
@@ -379,36 +380,6 @@ func appendNanos(b []byte, nanos int64) []byte {
 		}
 		b = append(b, '.')
 		b = append(b, d...)
-	}
-	return append(b, '"')
-}
-
-// appendJSONString appends s as a JSON string. Valid UTF-8 passes through; quotes, backslashes
-// and control characters are escaped; invalid bytes become U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, "\ufffd"...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
 	}
 	return append(b, '"')
 }
