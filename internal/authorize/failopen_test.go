@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -161,4 +162,73 @@ func value(c prometheus.Counter) float64 {
 		panic(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// gated holds every Authorize until open is closed, and records the context it was given.
+type gated struct {
+	counter.Authorizer
+	open     chan struct{}
+	deadline chan time.Time
+	done     chan error // the context's error when the call went on, then the call's error
+	calls    atomic.Int64
+}
+
+func (g *gated) Authorize(ctx context.Context, p counter.AuthorizeParams) (counter.AuthorizeResult, error) {
+	g.calls.Add(1)
+	dl, _ := ctx.Deadline()
+	g.deadline <- dl
+	<-g.open
+	cerr := ctx.Err()
+	r, err := g.Authorizer.Authorize(ctx, p)
+	g.done <- errors.Join(cerr, err)
+	return r, err
+}
+
+// A store slower than Options.Timeout fails the decision open, but the call itself runs under
+// CallTimeout, not the short budget, and completes in the background (so a Redis connection is
+// never abandoned mid-reply); its reservation ends as an unreported one does.
+func TestSlowCallFinishesInTheBackground(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, loadCatalog(t, ladderCatalog), Options{})
+	e.plans.put(t, "c1", "payg", 1, "")
+	g := &gated{Authorizer: e.store, open: make(chan struct{}), deadline: make(chan time.Time, 1), done: make(chan error, 1)}
+	svc := New(g, e.plans, Options{Timeout: time.Millisecond, Now: e.clock.Now})
+	before := time.Now()
+	res, err := svc.Authorize(context.Background(), call("c1"))
+	if err != nil || res.Decision != Allow || !res.FailOpen || res.ReservationID != "" {
+		t.Fatalf("%+v, %v; want a fail-open ALLOW", res, err)
+	}
+	if dl := <-g.deadline; dl.Sub(before) < CallTimeout {
+		t.Errorf("the store's deadline is %v after the call began, want at least CallTimeout (%v)", dl.Sub(before), CallTimeout)
+	}
+	close(g.open)
+	if err := <-g.done; err != nil {
+		t.Fatalf("the background call: %v, want it to complete", err)
+	}
+	if n, err := e.store.OpenReservations(context.Background(), "c1"); err != nil || n != 1 {
+		t.Fatalf("open reservations %d, %v; want the background call's one", n, err)
+	}
+}
+
+// With MaxInFlight store calls outstanding (slow ones still finishing included), a decision
+// that gets no slot within its Timeout fails open without asking the store.
+func TestMaxInFlightFailsOpenWithoutACall(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, loadCatalog(t, ladderCatalog), Options{})
+	e.plans.put(t, "c1", "payg", 1, "")
+	g := &gated{Authorizer: e.store, open: make(chan struct{}), deadline: make(chan time.Time, 2), done: make(chan error, 2)}
+	svc := New(g, e.plans, Options{Timeout: time.Millisecond, MaxInFlight: 1, Now: e.clock.Now})
+	for i := range 2 {
+		res, err := svc.Authorize(context.Background(), call("c1"))
+		if err != nil || res.Decision != Allow || !res.FailOpen {
+			t.Fatalf("call %d: %+v, %v; want a fail-open ALLOW", i, res, err)
+		}
+	}
+	if n := g.calls.Load(); n != 1 {
+		t.Errorf("the store was called %d times, want 1: the second decision should not wait on it", n)
+	}
+	close(g.open)
+	if err := <-g.done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/levyhq/levy/internal/guard"
 	"github.com/levyhq/levy/internal/counter"
+	"github.com/levyhq/levy/internal/guard"
 	"github.com/levyhq/levy/internal/problem"
 )
 

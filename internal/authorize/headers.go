@@ -3,7 +3,6 @@ package authorize
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/levyhq/levy/internal/authorize/limit"
@@ -28,19 +27,47 @@ func (r *Result) Headline() (dim limit.Dimension, q Quota, ok bool) {
 	return r.head, r.Remaining[r.head], true
 }
 
-// figure formats a dimension's Limit or Remaining for a header: a count as it is, an amount
-// of monthly_spend in minor units of the currency (cents for USD, rounded by money.Round), both
-// capped at 999,999,999,999,999.
+// figure formats a dimension's Limit or Remaining for a header (figureInt's value).
 func (r *Result) figure(dim limit.Dimension, v int64) string {
+	return strconv.FormatInt(r.figureInt(dim, v), 10)
+}
+
+// figureInt is a dimension's Limit or Remaining as a header carries it: a count as it is, an
+// amount of monthly_spend or the wallet in minor units of the currency (cents for USD, rounded
+// by money.Round), both clamped into [0, 999,999,999,999,999]. Only amounts pay for a decimal.
+func (r *Result) figureInt(dim limit.Dimension, v int64) int64 {
 	if dim == limit.DimMonthlySpend || dim == limit.DimWallet {
+		// A whole number of minor units (limits usually are) needs no rounding: divide.
+		if m := r.currency.Minor; m >= 0 && m <= 9 {
+			if unit := int64(pow10(9 - m)); v%unit == 0 {
+				return max(min(v/unit, sfMax), 0)
+			}
+		}
 		d := money.Round(money.FromNanos(v), r.currency).Shift(r.currency.Minor)
-		if d.GreaterThan(money.QtyInt(sfMax).Decimal()) {
-			return strconv.FormatInt(sfMax, 10)
+		// |v| < 2^63 nanos is below 2^63 minor units for any currency of at most 9 decimals,
+		// so IntPart is exact; wider ones are clamped before it.
+		if d.Exponent() > 0 || d.NumDigits() > 18 {
+			if d.Sign() < 0 {
+				return 0
+			}
+			return sfMax
 		}
 		v = d.IntPart()
 	}
-	return strconv.FormatInt(max(min(v, sfMax), 0), 10)
+	return max(min(v, sfMax), 0)
 }
+
+// Canonical header keys (textproto.CanonicalMIMEHeaderKey's form), so Headers can write the
+// map directly instead of having Header.Set canonicalise each name on every answer.
+const (
+	hdrLimit     = "X-Ratelimit-Limit"
+	hdrRemaining = "X-Ratelimit-Remaining"
+	hdrReset     = "X-Ratelimit-Reset"
+	hdrPolicy    = "Ratelimit-Policy"
+	hdrState     = "Ratelimit"
+	hdrRetry     = "Retry-After"
+	hdrFailOpen  = "Levy-Fail-Open"
+)
 
 // Headers writes the remaining-quota headers of the decision:
 //
@@ -55,49 +82,116 @@ func (r *Result) figure(dim limit.Dimension, v int64) string {
 //     decision taken without the counter store.
 //
 // monthly_spend figures are in minor units of the currency (cents). Nothing is written for
-// dimensions that are not limited, so a fail-open ALLOW carries only Levy-Fail-Open.
+// dimensions that are not limited, so a fail-open ALLOW carries only Levy-Fail-Open. Header
+// names are written in their canonical form (X-Ratelimit-Limit, Ratelimit-Policy…), replacing
+// any value already there. All values share one string and one slice backing array: two
+// allocations, plus the map's own growth (and money.Round's decimals for spend figures).
 func (r *Result) Headers(h http.Header) {
-	if dim, q, ok := r.Headline(); ok {
-		h.Set("X-RateLimit-Limit", r.figure(dim, q.Limit))
-		h.Set("X-RateLimit-Remaining", r.figure(dim, q.Remaining))
-		h.Set("X-RateLimit-Reset", strconv.FormatInt(min(q.ResetSeconds, sfMax), 10))
+	var buf [768]byte
+	b := buf[:0]
+	type span struct {
+		key        string
+		start, end int
 	}
-	var policy, state strings.Builder
+	var spans [7]span
+	n := 0
+	add := func(key string, start int) {
+		spans[n] = span{key, start, len(b)}
+		n++
+	}
+	// Each active dimension's figures, computed once for both header families.
+	var lim, rem [limit.NumDimensions]int64
 	for _, dim := range headerDims {
-		q := &r.Remaining[dim]
-		if !q.Active {
+		if q := &r.Remaining[dim]; q.Active {
+			lim[dim], rem[dim] = r.figureInt(dim, q.Limit), r.figureInt(dim, q.Remaining)
+		}
+	}
+	if dim, q, ok := r.Headline(); ok {
+		l, m := lim[dim], rem[dim]
+		if dim == limit.DimWallet { // not one of headerDims
+			l, m = r.figureInt(dim, q.Limit), r.figureInt(dim, q.Remaining)
+		}
+		at := len(b)
+		b = strconv.AppendInt(b, l, 10)
+		add(hdrLimit, at)
+		at = len(b)
+		b = strconv.AppendInt(b, m, 10)
+		add(hdrRemaining, at)
+		at = len(b)
+		b = strconv.AppendInt(b, min(q.ResetSeconds, sfMax), 10)
+		add(hdrReset, at)
+	}
+	policyAt := len(b)
+	for _, dim := range headerDims {
+		if !r.Remaining[dim].Active {
 			continue
 		}
-		if policy.Len() > 0 {
-			policy.WriteString(", ")
-			state.WriteString(", ")
+		if len(b) > policyAt {
+			b = append(b, ", "...)
 		}
-		name := strconv.Quote(dim.String())
-		policy.WriteString(name + ";q=" + r.figure(dim, q.Limit))
+		b = append(b, '"')
+		b = append(b, dim.String()...)
+		b = append(b, `";q=`...)
+		b = strconv.AppendInt(b, lim[dim], 10)
 		switch dim {
 		case limit.DimConcurrency:
-			policy.WriteString(`;qu="concurrent-requests"`)
+			b = append(b, `;qu="concurrent-requests"`...)
 		case limit.DimTPM, limit.DimRPM:
-			policy.WriteString(";w=" + strconv.FormatInt(Window/1000, 10))
+			b = append(b, ";w="...)
+			b = strconv.AppendInt(b, Window/1000, 10)
 		default:
-			policy.WriteString(";w=" + strconv.FormatInt(min(max(r.periodSeconds, 0), sfMax), 10))
+			b = append(b, ";w="...)
+			b = strconv.AppendInt(b, min(max(r.periodSeconds, 0), sfMax), 10)
 		}
-		state.WriteString(name + ";r=" + r.figure(dim, q.Remaining) + ";t=" + strconv.FormatInt(min(q.ResetSeconds, sfMax), 10))
 	}
-	if policy.Len() > 0 {
-		h.Set("RateLimit-Policy", policy.String())
-		h.Set("RateLimit", state.String())
+	if len(b) > policyAt {
+		add(hdrPolicy, policyAt)
+		stateAt := len(b)
+		for _, dim := range headerDims {
+			q := &r.Remaining[dim]
+			if !q.Active {
+				continue
+			}
+			if len(b) > stateAt {
+				b = append(b, ", "...)
+			}
+			b = append(b, '"')
+			b = append(b, dim.String()...)
+			b = append(b, `";r=`...)
+			b = strconv.AppendInt(b, rem[dim], 10)
+			b = append(b, ";t="...)
+			b = strconv.AppendInt(b, min(q.ResetSeconds, sfMax), 10)
+		}
+		add(hdrState, stateAt)
 	}
-	r.common(h)
+	if r.Decision == Deny {
+		at := len(b)
+		b = strconv.AppendInt(b, max(r.RetryAfterSeconds, 1), 10)
+		add(hdrRetry, at)
+	}
+	if r.FailOpen {
+		at := len(b)
+		b = append(b, "true"...)
+		add(hdrFailOpen, at)
+	}
+	if n == 0 {
+		return
+	}
+	all := string(b)
+	vals := make([]string, n)
+	for i, sp := range spans[:n] {
+		vals[i] = all[sp.start:sp.end]
+		h[sp.key] = vals[i : i+1 : i+1]
+	}
 }
 
 // common writes Retry-After on a DENY and Levy-Fail-Open on a fail-open decision.
 func (r *Result) common(h http.Header) {
 	if r.Decision == Deny {
-		h.Set("Retry-After", strconv.FormatInt(max(r.RetryAfterSeconds, 1), 10))
+		h[hdrRetry] = []string{strconv.FormatInt(max(r.RetryAfterSeconds, 1), 10)}
 	}
 	if r.FailOpen {
-		h.Set("Levy-Fail-Open", "true")
+		h[hdrFailOpen] = []string{"true"}
 	}
 }
 

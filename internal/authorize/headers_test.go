@@ -152,3 +152,57 @@ func TestHeaderFiguresAreStructuredFieldIntegers(t *testing.T) {
 		"Ratelimit":             `"monthly_spend";r=1235;t=5, "monthly_tokens";r=999999999999999;t=5`,
 	})
 }
+
+// headersResult is an ALLOW with every dimension of headerDims limited, spend included.
+func headersResult(tb testing.TB) Result {
+	tb.Helper()
+	e := newEnv(tb, loadCatalog(tb, ladderCatalog), Options{})
+	e.plans.put(tb, "c1", "payg", 1, "")
+	return e.authorize(tb, call("c1"))
+}
+
+// Headers writes canonical keys straight into the map and shares one string and one backing
+// array between the values: two allocations when no figure needs rounding (counts, and amounts
+// in whole cents), not one per Set and per figure.
+func TestHeadersAllocations(t *testing.T) {
+	res := Result{Decision: Deny, RetryAfterSeconds: 3, FailOpen: false, currency: usd(t), periodSeconds: 2_592_000,
+		head: limit.DimTPM, headOK: true}
+	for _, dim := range headerDims {
+		res.Remaining[dim] = Quota{Active: true, Limit: 100_000_000_000, Remaining: 40_000_000_000, ResetSeconds: 7}
+	}
+	h := make(http.Header, 8)
+	if n := testing.AllocsPerRun(100, func() { res.Headers(h) }); n > 2 {
+		t.Errorf("Headers allocates %v times per call, want at most 2", n)
+	}
+	if got := h.Get("RateLimit"); got != `"monthly_spend";r=4000;t=7, "monthly_tokens";r=40000000000;t=7, `+
+		`"tokens_per_minute";r=40000000000;t=7, "requests_per_minute";r=40000000000;t=7, "max_concurrent";r=40000000000;t=7` {
+		t.Errorf("RateLimit = %q", got)
+	}
+	if got := h.Get("Retry-After"); got != "3" {
+		t.Errorf("Retry-After = %q", got)
+	}
+	for k := range h {
+		if k != http.CanonicalHeaderKey(k) {
+			t.Errorf("header key %q is not canonical", k)
+		}
+	}
+}
+
+// BenchmarkHeaders is the headers of a real ALLOW with every dimension limited: its spend
+// remaining is not a whole number of cents, so money.Round runs once.
+func BenchmarkHeaders(b *testing.B) {
+	res := headersResult(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		res.Headers(make(http.Header, 8))
+	}
+}
+
+func usd(t testing.TB) money.Currency {
+	t.Helper()
+	c, err := money.LookupCurrency("USD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

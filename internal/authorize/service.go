@@ -38,6 +38,7 @@ const (
 	DefaultReservationTTL        = 10 * time.Minute
 	DefaultSafeRequestsPerMinute = 60
 	DefaultEventType             = "llm.completion"
+	DefaultMaxInFlight           = 64
 )
 
 // Options configure a Service. The zero value works.
@@ -59,6 +60,12 @@ type Options struct {
 	// Registerer receives the metrics (nil: they are kept but not exported). Registering
 	// twice on one registry reuses the collectors already there.
 	Registerer prometheus.Registerer
+	// MaxInFlight bounds the counter-store Authorize calls this Service has outstanding,
+	// including those still finishing after Options.Timeout gave up on them (default
+	// DefaultMaxInFlight; ignored when Timeout is negative). A decision waits for a free slot
+	// within its Timeout, and fails open without calling the store if none frees up, instead
+	// of queueing more work on a store that is already behind.
+	MaxInFlight int
 	// EventType is the event type of the usage event an authorized call produces (default
 	// "llm.completion"): meters bound to another event type are not part of its estimate.
 	EventType string
@@ -76,6 +83,7 @@ type Service struct {
 	seed      maphash.Seed
 	metrics   *metrics
 	safe      *safeLimiter
+	inFlight  chan struct{} // a slot per outstanding bounded store call
 
 	limits    [shardCount]limitsShard
 	plansMu   sync.RWMutex
@@ -113,6 +121,13 @@ func New(counters counter.Authorizer, plans PlanSource, opts Options) *Service {
 		safe = DefaultSafeRequestsPerMinute
 	}
 	s.safe = newSafeLimiter(min(safe, maxRate))
+	if s.timeout >= 0 {
+		n := opts.MaxInFlight
+		if n <= 0 {
+			n = DefaultMaxInFlight
+		}
+		s.inFlight = make(chan struct{}, n)
+	}
 	for i := range s.limits {
 		s.limits[i].m = map[string]*customerLimits{}
 	}
@@ -332,9 +347,7 @@ func (s *Service) Authorize(ctx context.Context, r Request) (Result, error) {
 	if s.timeout < 0 {
 		ar, err = s.counters.Authorize(ctx, p)
 	} else {
-		sctx, cancel := context.WithTimeout(ctx, s.timeout)
-		ar, err = s.counters.Authorize(sctx, p)
-		cancel()
+		ar, err = s.authorizeBounded(ctx, p)
 	}
 	if err != nil {
 		if !outage(ctx, err) {
@@ -370,6 +383,64 @@ func (s *Service) Authorize(ctx context.Context, r Request) (Result, error) {
 	}
 	s.metrics.decided(&res, start)
 	return res, nil
+}
+
+// CallTimeout bounds a counter-store Authorize call that Options.Timeout has given up on: the
+// call goes on in the background until it answers or this much time has passed since it began.
+const CallTimeout = time.Second
+
+// errSlow is the outcome of a call that did not answer within Options.Timeout, errBusy that
+// of a decision not sent because Options.MaxInFlight calls stayed outstanding that long.
+var (
+	errSlow = fmt.Errorf("%w: no answer within the authorize timeout", counter.ErrUnavailable)
+	errBusy = fmt.Errorf("%w: too many authorize calls outstanding", counter.ErrUnavailable)
+)
+
+type authorizeOutcome struct {
+	res counter.AuthorizeResult
+	err error
+}
+
+// authorizeBounded runs the store's Authorize under a generous deadline (max(CallTimeout,
+// Options.Timeout)) in its own goroutine and waits at most Options.Timeout for it. The short
+// budget is deliberately not the call's own deadline: a deadline that fires mid-reply makes the
+// Redis client discard the connection and dial a new one on the next call, and under load those
+// reconnects slow every later call past the budget too. A call that outlives Options.Timeout
+// (the decision then fails open) finishes in the background and its answer is dropped; if it
+// allowed, its reservation is not reported to the caller and ends as any unreleased one does:
+// settled by the usage event that carries its correlation ID, else expired after the
+// reservation TTL. The goroutine ends with the call, so none outlives the generous deadline.
+// The caller's own cancellation returns at once with the caller's context error. At most
+// Options.MaxInFlight calls are outstanding: a decision waits for a slot within the same
+// Options.Timeout, and when none frees up in time the store is behind, and asking it more would
+// only lengthen its queue (every abandoned call still runs), so the decision fails open without
+// a call.
+func (s *Service) authorizeBounded(ctx context.Context, p counter.AuthorizeParams) (counter.AuthorizeResult, error) {
+	t := time.NewTimer(s.timeout)
+	defer t.Stop()
+	select {
+	case s.inFlight <- struct{}{}:
+	case <-t.C:
+		return counter.AuthorizeResult{}, errBusy
+	case <-ctx.Done():
+		return counter.AuthorizeResult{}, ctx.Err()
+	}
+	done := make(chan authorizeOutcome, 1) // buffered: the goroutine never waits on a reader
+	go func() {
+		defer func() { <-s.inFlight }()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(CallTimeout, s.timeout))
+		defer cancel()
+		r, err := s.counters.Authorize(cctx, p)
+		done <- authorizeOutcome{r, err}
+	}()
+	select {
+	case o := <-done:
+		return o.res, o.err
+	case <-t.C:
+		return counter.AuthorizeResult{}, errSlow
+	case <-ctx.Done():
+		return counter.AuthorizeResult{}, ctx.Err()
+	}
 }
 
 // outage reports whether a counter-store error means the store is down or slow, so the

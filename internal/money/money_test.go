@@ -491,7 +491,7 @@ func TestNanos(t *testing.T) {
 	}{
 		{"0", 0, true},
 		{"1", 1_000_000_000, true},
-		{"0.0000000015", 2, true},  // half away from zero
+		{"0.0000000015", 2, true},   // half away from zero
 		{"-0.0000000015", -2, true}, // half away from zero
 		{"0.0000000014", 1, true},
 		{"9223372036.854775807", 9223372036854775807, true},

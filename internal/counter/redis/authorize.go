@@ -43,7 +43,7 @@ func (s *Store) Authorize(ctx context.Context, p counter.AuthorizeParams) (count
 			strconv.FormatInt(row.MonthlySpend, 10), strconv.FormatInt(row.MaxConcurrent, 10), wl)
 	}
 	op := "authorize customer " + strconv.Quote(p.CustomerID)
-	res, err := s.run(ctx, authorizeScript, keys, args...).Slice()
+	res, err := runOn(ctx, s.auth, authorizeScript, keys, args...).Slice()
 	if err != nil {
 		return counter.AuthorizeResult{}, translate(ctx, op, err)
 	}

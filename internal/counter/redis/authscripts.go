@@ -170,24 +170,46 @@ end
 // task breaker until}, normalised as counter.DecisionState does.
 var authorizeScript = goredis.NewScript(luaCore + luaDecide + `
 local id, corr = ARGV[2], ARGV[3]
-if redis.call('HEXISTS', KEYS[2], id) == 1 then return {1} end
 local now = clock(ARGV[1])
+
+-- The expired reservations (oldest first), read together with the duplicate check: one HMGET
+-- of the reservations hash answers both. Nothing is written before the duplicate check.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', str(now), 'LIMIT', 0, ` + strconv.Itoa(counter.MaxExpiredPerCall) + `)
+local recs
+if #expired == 0 then
+  recs = {redis.call('HGET', KEYS[2], id)}
+else
+  recs = redis.call('HMGET', KEYS[2], id, unpack(expired))
+end
+if recs[1] then return {1} end
 
 local f = redis.call('HMGET', KEYS[1], 'rpm', 'rpmf', 'tpm', 'tpmf', 'rtok', 'rnan', 'infl', 'brk')
 local st = {rtok = num(f[5]), rnan = num(f[6]), infl = num(f[7])}
 
--- Release expired reservations first, oldest first.
+-- Release the expired reservations: one HDEL, one ZREM, and for the correlation index one
+-- HMGET and one HDEL of the entries that still point at a released reservation.
 local released = 0
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', str(now), 'LIMIT', 0, ` + strconv.Itoa(counter.MaxExpiredPerCall) + `)
-for _, rid in ipairs(expired) do
-  local rec = redis.call('HGET', KEYS[2], rid)
-  if rec then
-    local r = unpackRes(rec)
-    release(st, r.tok, r.nan)
-    dropRes(KEYS[2], KEYS[3], KEYS[4], rid, r)
-    released = released + 1
-  else
-    redis.call('ZREM', KEYS[3], rid)
+if #expired > 0 then
+  local gone, corrs, owners = {}, {}, {}
+  for i, rid in ipairs(expired) do
+    local rec = recs[i + 1]
+    if rec then
+      local r = unpackRes(rec)
+      release(st, r.tok, r.nan)
+      gone[#gone + 1] = rid
+      if r.corr ~= '' then corrs[#corrs + 1] = r.corr; owners[#owners + 1] = rid end
+      released = released + 1
+    end
+  end
+  redis.call('ZREM', KEYS[3], unpack(expired))
+  if #gone > 0 then redis.call('HDEL', KEYS[2], unpack(gone)) end
+  if #corrs > 0 then
+    local cur = redis.call('HMGET', KEYS[4], unpack(corrs))
+    local drop = {}
+    for i = 1, #corrs do
+      if cur[i] == owners[i] then drop[#drop + 1] = corrs[i] end
+    end
+    if #drop > 0 then redis.call('HDEL', KEYS[4], unpack(drop)) end
   end
 end
 

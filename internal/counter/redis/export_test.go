@@ -12,6 +12,7 @@ import (
 
 	"github.com/levyhq/levy/internal/authorize/limit"
 	"github.com/levyhq/levy/internal/counter"
+	"github.com/levyhq/levy/internal/testenv"
 )
 
 // ApplyScriptHash is the SHA1 of the Apply script, for tests that look at the script cache.
@@ -28,7 +29,7 @@ func TestRefusedIsUnavailable(t *testing.T) {
 	addr := l.Addr().String()
 	_ = l.Close()
 	client := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
-	s := &Store{client: client, prefix: DefaultPrefix, retention: counter.DefaultRetention, now: time.Now}
+	s := &Store{client: client, auth: client, prefix: DefaultPrefix, retention: counter.DefaultRetention, now: time.Now}
 	defer s.Close()
 	ctx := context.Background()
 	ref := counter.PeriodRef{Start: time.Now(), End: time.Now().Add(time.Hour)}
@@ -124,3 +125,27 @@ func AuthState(ctx context.Context, s *Store, customerID, taskID string) (limit.
 
 // AuthorizeScriptHash is the SHA1 of the Authorize script.
 func AuthorizeScriptHash() string { return authorizeScript.Hash() }
+
+// Open gives Authorize a client of its own that never retries (a retried script whose reply was
+// lost would find its own reservation open) and dials within AuthorizeDialTimeout, while the
+// other methods keep the URL's settings.
+func TestOpenAuthorizeClientDoesNotRetry(t *testing.T) {
+	s, err := Open(context.Background(), testenv.RedisURL(t)+"?dial_timeout=30s&max_retries=5", Options{})
+	if err != nil {
+		testenv.Skip(t, "Redis", err)
+		return
+	}
+	defer s.Close()
+	if s.auth == s.client {
+		t.Fatal("Authorize shares the general client")
+	}
+	ao := s.auth.(*goredis.Client).Options()
+	if ao.MaxRetries != 0 || ao.DialerRetries != 1 || ao.DialTimeout != AuthorizeDialTimeout || !ao.ContextTimeoutEnabled {
+		// go-redis normalises MaxRetries -1 (none) to 0, and 0 (unset) to 3.
+		t.Fatalf("authorize client: MaxRetries %d, DialerRetries %d, DialTimeout %v, ContextTimeoutEnabled %t",
+			ao.MaxRetries, ao.DialerRetries, ao.DialTimeout, ao.ContextTimeoutEnabled)
+	}
+	if co := s.client.(*goredis.Client).Options(); co.MaxRetries != 5 || co.DialTimeout != 30*time.Second {
+		t.Fatalf("general client: MaxRetries %d, DialTimeout %v", co.MaxRetries, co.DialTimeout)
+	}
+}

@@ -55,7 +55,9 @@
 // it is two round trips); SetTier is one SET or DEL. The authorize path (authorize.go) is one
 // script per call (Authorize, Release, Limits, TripBreaker, ResetBreaker) or one HLEN
 // (OpenReservations), touching only the customer's tagged keys; Apply settles a reservation in
-// its own script. Scripts are loaded with SCRIPT LOAD when
+// its own script. Authorize releases at most counter.MaxExpiredPerCall expired reservations per
+// call, in a constant number of commands however many expired. A store made by Open runs
+// Authorize on a client of its own that never retries (see Open). Scripts are loaded with SCRIPT LOAD when
 // the store is created and re-loaded when Redis answers NOSCRIPT (after a restart or SCRIPT
 // FLUSH).
 package redis
@@ -99,30 +101,51 @@ type Options struct {
 
 // Store is the Redis counter store.
 type Store struct {
-	client    goredis.UniversalClient
+	client goredis.UniversalClient
+	// auth runs Authorize: Open's own client without retries (see Open); client otherwise.
+	auth      goredis.UniversalClient
 	prefix    string
 	retention time.Duration
 	now       func() time.Time
 }
 
 // Open connects to the Redis at url (redis:// or rediss://, as go-redis's ParseURL reads it),
-// loads the scripts and returns a store that owns the client.
+// loads the scripts and returns a store that owns its clients.
+//
+// Authorize runs on a second client of the same server, with its own connection pool, so
+// decisions never queue behind Apply's scripts, and with settings of its own: no retries and a
+// single dial attempt (a refused or broken connection is reported at once, so the caller fails
+// open at once, and a script whose reply was lost is never run twice, which would report its
+// own reservation as already open) and a dial timeout of at most AuthorizeDialTimeout. The URL's other options
+// (pool_size, read_timeout…) apply to both clients.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	o, err := goredis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("%w: redis url: %v", counter.ErrInvalid, err)
 	}
 	// Let the caller's context deadline bound socket reads and writes too, so a slow Redis
-	// costs no more than the deadline (the authorize path's fail-open budget).
+	// costs no more than the deadline.
 	o.ContextTimeoutEnabled = true
+	ao := *o
+	ao.MaxRetries = -1
+	ao.DialerRetries = 1 // one dial attempt: go-redis would otherwise dial 5 times, 100 ms apart
+	if ao.DialTimeout <= 0 || ao.DialTimeout > AuthorizeDialTimeout {
+		ao.DialTimeout = AuthorizeDialTimeout
+	}
 	client := goredis.NewClient(o)
+	auth := goredis.NewClient(&ao)
 	s, err := New(ctx, client, opts)
 	if err != nil {
 		_ = client.Close()
+		_ = auth.Close()
 		return nil, err
 	}
+	s.auth = auth
 	return s, nil
 }
+
+// AuthorizeDialTimeout bounds dialing a connection for Authorize on a store made by Open.
+const AuthorizeDialTimeout = time.Second
 
 // New returns a store on client (a *redis.Client or *redis.ClusterClient) after loading the
 // scripts with SCRIPT LOAD. The store owns the client: Close closes it. The client should have
@@ -131,7 +154,7 @@ func New(ctx context.Context, client goredis.UniversalClient, opts Options) (*St
 	if strings.ContainsAny(opts.Prefix, "{}") {
 		return nil, fmt.Errorf("%w: key prefix %q contains a brace", counter.ErrInvalid, opts.Prefix)
 	}
-	s := &Store{client: client, prefix: opts.Prefix, retention: opts.Retention, now: opts.Now}
+	s := &Store{client: client, auth: client, prefix: opts.Prefix, retention: opts.Retention, now: opts.Now}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
 	}
@@ -150,9 +173,15 @@ func New(ctx context.Context, client goredis.UniversalClient, opts Options) (*St
 	return s, nil
 }
 
-// Close closes the client; calling it twice is harmless.
+// Close closes the clients; calling it twice is harmless.
 func (s *Store) Close() error {
-	if err := s.client.Close(); err != nil && !errors.Is(err, goredis.ErrClosed) {
+	err := s.client.Close()
+	if s.auth != s.client {
+		if aerr := s.auth.Close(); err == nil {
+			err = aerr
+		}
+	}
+	if err != nil && !errors.Is(err, goredis.ErrClosed) {
 		return fmt.Errorf("close redis counter store: %v", err)
 	}
 	return nil
@@ -517,12 +546,16 @@ func (s *Store) Rebuild(ctx context.Context, p counter.RebuildParams) error {
 // run runs a script with EVALSHA; on NOSCRIPT (Redis restarted or SCRIPT FLUSH) it loads the
 // script again with SCRIPT LOAD and retries once.
 func (s *Store) run(ctx context.Context, sc *goredis.Script, keys []string, args ...any) *goredis.Cmd {
-	cmd := sc.EvalSha(ctx, s.client, keys, args...)
+	return runOn(ctx, s.client, sc, keys, args...)
+}
+
+func runOn(ctx context.Context, c goredis.UniversalClient, sc *goredis.Script, keys []string, args ...any) *goredis.Cmd {
+	cmd := sc.EvalSha(ctx, c, keys, args...)
 	if goredis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		if err := sc.Load(ctx, s.client).Err(); err != nil {
-			return sc.Eval(ctx, s.client, keys, args...)
+		if err := sc.Load(ctx, c).Err(); err != nil {
+			return sc.Eval(ctx, c, keys, args...)
 		}
-		cmd = sc.EvalSha(ctx, s.client, keys, args...)
+		cmd = sc.EvalSha(ctx, c, keys, args...)
 	}
 	return cmd
 }
