@@ -222,14 +222,7 @@ func RunAuthorize(ctx context.Context, cfg AuthorizeConfig) (*AuthorizeResult, e
 		for k, v := range w.reasons {
 			res.Reasons[k] += v
 		}
-		for k, v := range w.errors {
-			res.Errors[k] += v
-		}
-		for k, v := range w.samples {
-			if _, ok := res.ErrorSamples[k]; !ok {
-				res.ErrorSamples[k] = v
-			}
-		}
+		mergeErrors(res.Errors, res.ErrorSamples, w.errors, w.samples)
 	}
 	res.Latency = hist.summary()
 	if end.After(r.measFrom) {

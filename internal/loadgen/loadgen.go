@@ -305,14 +305,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Retries += w.retries
 		res.LostBatches += w.lostBatches
 		res.LostEvents += w.lostEvents
-		for k, v := range w.errors {
-			res.Errors[k] += v
-		}
-		for k, v := range w.samples {
-			if _, ok := res.ErrorSamples[k]; !ok {
-				res.ErrorSamples[k] = v
-			}
-		}
+		mergeErrors(res.Errors, res.ErrorSamples, w.errors, w.samples)
 	}
 	res.Latency = hist.summary()
 	if end.After(r.measFrom) {
@@ -560,4 +553,17 @@ func errorKind(err error) string {
 		return "timeout"
 	}
 	return "transport error"
+}
+
+// mergeErrors adds a worker's failed attempts by status into a result's, keeping the first
+// sample answer of each status.
+func mergeErrors(errs map[string]int64, samples map[string]string, werrs map[string]int64, wsamples map[string]string) {
+	for k, v := range werrs {
+		errs[k] += v
+	}
+	for k, v := range wsamples {
+		if _, ok := samples[k]; !ok {
+			samples[k] = v
+		}
+	}
 }
