@@ -111,6 +111,5 @@
 // Package guard evaluates the rules: the billing writer calls guard.Evaluate on every rated
 // event (catalog.GuardRule.Breached, exact), records each trip with its event (a breaker_trip
 // notice) and opens the breaker in the counter store for the trip's cool-down; an event with
-// zero cost and zero price trips nothing. Service.Trip opens breakers too, merging trips of one
-// breaker to the latest Until.
+// zero cost and zero price trips nothing.
 package authorize

@@ -3,7 +3,6 @@ package authorize
 import (
 	"context"
 	"strings"
-	"time"
 
 	"github.com/levyhq/levy/internal/counter"
 	"github.com/levyhq/levy/internal/guard"
@@ -11,34 +10,9 @@ import (
 )
 
 // Trip is one margin-guard trip: the breaker to open and until when. Package guard evaluates
-// the rules (billing calls it on every rated event); this service enforces the breakers.
+// the rules and the billing writer opens the breakers (counter.Authorizer.TripBreaker, which
+// never shortens an open breaker); this service enforces them.
 type Trip = guard.Trip
-
-// Trip opens the breakers of the trips in the counter store. Trips of one breaker are merged
-// first, keeping the latest Until, so two rules breached by one event never shorten each
-// other's cool-down. A store that cannot be reached is an Unavailable problem; the caller
-// keeps the trips (they are recorded with their event) and may retry.
-func (s *Service) Trip(ctx context.Context, trips []Trip) error {
-	type key struct{ customer, scope, key string }
-	until := map[key]time.Time{}
-	var order []key
-	for _, t := range trips {
-		k := key{t.CustomerID, t.Scope, t.Key}
-		u, seen := until[k]
-		if !seen {
-			order = append(order, k)
-		}
-		if !seen || t.Until.After(u) {
-			until[k] = t.Until
-		}
-	}
-	for _, k := range order {
-		if err := s.counters.TripBreaker(ctx, k.customer, k.scope, k.key, until[k]); err != nil {
-			return storeError("trip breaker "+BreakerID(k.customer, k.key), err)
-		}
-	}
-	return nil
-}
 
 // taskSep separates a customer ID from a task ID in a breaker ID. Customer IDs never hold a
 // "/", so the first occurrence is the separator.

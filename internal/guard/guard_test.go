@@ -38,6 +38,9 @@ func TestEvaluate(t *testing.T) {
 		{"customer margin under 20% past 100", Input{EventCost: d("1"), EventPrice: d("1"), PeriodSpend: d("100"), PeriodCost: d("81")}, []string{"margin customer  1h0m0s"}},
 		{"customer margin exactly 20%", Input{EventCost: d("1"), EventPrice: d("1"), PeriodSpend: d("100"), PeriodCost: d("80")}, nil},
 		{"an event adding nothing trips nothing", Input{TaskID: "t", TaskCost: d("99"), TaskPrice: d("1")}, nil},
+		{"both task rules", Input{TaskID: "t", EventCost: d("1"), TaskCost: d("6"), TaskPrice: d("1")}, []string{"runaway task t 10m0s", "ratio task t 20m0s"}},
+		{"customer before afterSpend", Input{EventCost: d("1"), PeriodSpend: d("99.99"), PeriodCost: d("99")}, nil},
+		{"a price-only event is evaluated", Input{EventPrice: d("1"), PeriodSpend: d("100"), PeriodCost: d("90")}, []string{"margin customer  1h0m0s"}},
 	}
 	for _, c := range cases {
 		c.in.CustomerID, c.in.At = "c1", at
