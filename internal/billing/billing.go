@@ -19,8 +19,14 @@
 //     anchored at its start. By default a new subscription starts at the beginning of the
 //     current calendar period, so usage of the current month is billed on the new plan.
 //   - This node assumes it is the only writer for its customers: incremental amounts computed on
-//     two nodes for one customer at once could disagree with replay. Shared counters (Redis) lift
-//     that limit.
+//     two nodes for one customer at once could disagree with replay, so route a customer's
+//     events to one node at a time. The counter store (Redis) shares the running figures the
+//     authorize path reads, not the rating state.
+//   - The counter store is applied after commit, never before: it may lag the ledger (catching
+//     up from a durable cursor) but is never ahead of it; customers without a wallet grant
+//     record no burns, and a wallet counts usage from its first grant on.
+//   - Period close runs on the writer: an invoice holds exactly the events committed before it;
+//     later events for the period are billed in the open period as adjustments.
 package billing
 
 import (
