@@ -284,8 +284,17 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("sqliteSynchronous: must be FULL or NORMAL (got %q)", c.SQLiteSynchronous))
 	}
-	if c.ShutdownTimeout < 0 {
-		errs = append(errs, errors.New("shutdownTimeout: must not be negative"))
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"shutdownTimeout", int64(c.ShutdownTimeout)}, {"gateway.maxBodyBytes", c.Gateway.MaxBodyBytes},
+		{"counters.applyTimeout", int64(c.Counters.ApplyTimeout)}, {"close.grace", int64(c.Close.Grace)},
+		{"close.every", int64(c.Close.Every)}, {"authorize.timeout", int64(c.Authorize.Timeout)},
+	} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative", f.name))
+		}
 	}
 	if c.Ingest.MaxBodyBytes < 1024 {
 		errs = append(errs, errors.New("ingest.maxBodyBytes: must be at least 1024"))
@@ -293,23 +302,8 @@ func (c Config) Validate() error {
 	if c.Ingest.MaxBatch < 1 {
 		errs = append(errs, errors.New("ingest.maxBatch: must be at least 1"))
 	}
-	if c.Gateway.MaxBodyBytes < 0 {
-		errs = append(errs, errors.New("gateway.maxBodyBytes: must not be negative"))
-	}
-	if c.Counters.ApplyTimeout < 0 {
-		errs = append(errs, errors.New("counters.applyTimeout: must not be negative"))
-	}
-	if c.Close.Grace < 0 {
-		errs = append(errs, errors.New("close.grace: must not be negative"))
-	}
-	if c.Close.Every < 0 {
-		errs = append(errs, errors.New("close.every: must not be negative"))
-	}
 	if c.Ingest.MaxGroup < 1 {
 		errs = append(errs, errors.New("ingest.maxGroup: must be at least 1"))
-	}
-	if c.Authorize.Timeout < 0 {
-		errs = append(errs, errors.New("authorize.timeout: must not be negative"))
 	}
 	if c.Authorize.ReservationTTL < time.Millisecond {
 		errs = append(errs, errors.New("authorize.reservationTtl: must be at least 1ms"))
