@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -250,9 +251,31 @@ func TestCountersConvergeAfterFaults(t *testing.T) {
 		t.Fatalf("load: %+v", res)
 	}
 	waitConverged(t, p, "after Redis was killed and restarted empty")
+	// The periodic reconciler ran (it is what repaired the lost counters) and exports its figures.
+	mresp, err := http.Get(p.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if !bytes.Contains(metrics, []byte("levy_counter_drift_customers ")) || bytes.Contains(metrics, []byte("levy_counter_checks_total 0\n")) ||
+		!bytes.Contains(metrics, []byte("levy_counter_checks_total ")) {
+		t.Errorf("the reconciler's metrics are missing or it never ran:\n%s", grepLines(metrics, "levy_counter_"))
+	}
 	p.stop()
 	b, _ := os.ReadFile(filepath.Join(dir, "serve.log"))
 	if !bytes.Contains(b, []byte("counters")) {
 		t.Logf("server log has no counters warning; log tail:\n%s", tail(b, 2000))
 	}
+}
+
+// grepLines returns the lines of b that contain s.
+func grepLines(b []byte, s string) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
